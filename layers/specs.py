@@ -1,0 +1,92 @@
+"""The lesson's layers described to the framework: one LayerSpec each.
+
+``conftest.py`` registers ``LESSON_SPECS``; the self-tests derive broken
+variants from them with ``dataclasses.replace``.
+"""
+
+import torch
+from hypothesis import strategies as st
+from torch import nn
+
+from layers.lesson import CenteredLayer, MyLinear, MyLinearWithBuiltin
+from properties import LayerSpec, tolerances as tol
+
+__all__ = ["LESSON_SPECS", "centered_spec", "my_linear_spec", "my_linear_with_builtin_spec"]
+
+# Small feature counts keep float16's bound meaningful (gamma(n) grows with n)
+# and the examples fast; the bugs the gate looks for do not need wide layers.
+linear_args = st.fixed_dictionaries({"in_units": st.integers(1, 8), "units": st.integers(1, 8)})
+
+
+def in_units(args):
+    return (args["in_units"],)
+
+
+def linear_shapes(args):
+    return {"weight": (args["in_units"], args["units"]), "bias": (args["units"],)}
+
+
+def builtin_linear_shapes(args):
+    return {"linear.weight": (args["units"], args["in_units"]), "linear.bias": (args["units"],)}
+
+
+def linear_relu_from(weight_in_out: torch.Tensor, bias: torch.Tensor) -> nn.Module:
+    """``nn.Linear`` + ReLU with the given weight (stored transposed by nn.Linear)."""
+    in_units, units = weight_in_out.shape
+    linear = nn.Linear(in_units, units, device=weight_in_out.device, dtype=weight_in_out.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight_in_out.T)
+        linear.bias.copy_(bias)
+    return nn.Sequential(linear, nn.ReLU())
+
+
+def my_linear_from(weight_in_out: torch.Tensor, bias: torch.Tensor) -> nn.Module:
+    """A ``MyLinear`` holding copies of the given parameters."""
+    in_units, units = weight_in_out.shape
+    twin = MyLinear(in_units, units, device=weight_in_out.device, dtype=weight_in_out.dtype)
+    with torch.no_grad():
+        twin.weight.copy_(weight_in_out)
+        twin.bias.copy_(bias)
+    return twin
+
+
+centered_spec = LayerSpec(
+    name="CenteredLayer",
+    module=CenteredLayer,
+    factory_kwargs=False,
+    input_event_shape=(),
+    batch_dims=(0, 4),  # any shape from 0-d to 4-d
+    reference=lambda module, x: tol.subtract(x, tol.mean(x)),
+    centering=True,
+    per_sample=False,  # the mean is taken over the whole batch: it couples samples
+)
+
+my_linear_spec = LayerSpec(
+    name="MyLinear",
+    module=MyLinear,
+    constructor_args=linear_args,
+    input_event_shape=in_units,
+    batch_dims=(0, 3),
+    reference=lambda module, x: tol.relu(tol.linear(x, tol.exact(module.weight), tol.exact(module.bias))),
+    equivalents={"nn.Linear+ReLU": lambda module: linear_relu_from(module.weight, module.bias)},
+    nonnegative_output=True,
+    per_sample=True,
+    parameter_shapes=linear_shapes,
+)
+
+my_linear_with_builtin_spec = LayerSpec(
+    name="MyLinearWithBuiltin",
+    module=MyLinearWithBuiltin,
+    constructor_args=linear_args,
+    input_event_shape=in_units,
+    batch_dims=(0, 3),
+    reference=lambda module, x: tol.relu(
+        tol.linear(x, tol.exact(module.linear.weight.T), tol.exact(module.linear.bias))
+    ),
+    equivalents={"MyLinear": lambda module: my_linear_from(module.linear.weight.T, module.linear.bias)},
+    nonnegative_output=True,
+    per_sample=True,
+    parameter_shapes=builtin_linear_shapes,
+)
+
+LESSON_SPECS = (centered_spec, my_linear_spec, my_linear_with_builtin_spec)

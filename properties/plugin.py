@@ -1,0 +1,197 @@
+"""The pytest plugin: profiles, options, and the gate (properties x layers).
+
+Loaded through the ``pytest11`` entry point once the project is installed.
+Layers registered from a ``conftest.py`` (``properties.register(spec)``) are
+collected under that file as ``conftest.py::test_<property>[<layer>]``: one
+test per property, parametrized over the layers, so ``-k``, markers, node
+ids, ``--lf`` and xdist work as for any test.  Collection depends only on the
+registries, never on randomness, so every xdist worker collects the same tests.
+
+Importing this module imports Hypothesis but not torch: projects that
+register no layers pay nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from properties import registry
+
+# -- Hypothesis profiles -------------------------------------------------------
+# dev: fast feedback while editing.  ci: deterministic (the same examples on
+# every run and every machine, so a red gate is never a fluke), prints the
+# @reproduce_failure blob.  nightly: many more examples, random.
+# Deadlines are off in ci and nightly: a gate must not fail because a shared
+# 2-core runner was busy; speed is measured in benchmarks/, not asserted.
+settings.register_profile("dev", max_examples=25, deadline=2000, print_blob=True)
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("nightly", max_examples=1000, deadline=None, print_blob=True)
+PROFILE_ENV = "HYPOTHESIS_PROFILE"
+DEFAULT_PROFILE = "dev"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("layer-properties", "property-based layer gate (properties x registered layers)")
+    group.addoption(
+        "--layers",
+        metavar="NAMES",
+        help="comma-separated layer names or globs to run (default: all registered)",
+    )
+    group.addoption(
+        "--properties",
+        metavar="NAMES",
+        help="comma-separated property names or globs to run (default: the whole catalogue)",
+    )
+    group.addoption(
+        "--dtypes",
+        metavar="NAMES",
+        help="comma-separated dtypes to draw: float32,float64,float16,bfloat16 (default: all)",
+    )
+    group.addoption(
+        "--devices",
+        metavar="NAMES",
+        help="comma-separated devices to draw: cpu,cuda,mps (default: all present)",
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # After Hypothesis' own plugin: --hypothesis-profile wins, then the
+    # environment variable, then dev.
+    if not config.getoption("hypothesis_profile", None):
+        name = os.environ.get(PROFILE_ENV, DEFAULT_PROFILE)
+        try:
+            settings.load_profile(name)
+        except Exception:
+            raise pytest.UsageError(
+                f"{PROFILE_ENV}={name!r} is not a registered Hypothesis profile; use dev, ci or nightly."
+            ) from None
+    config._layer_gate_selection = _Selection.from_options(config)  # type: ignore[attr-defined]
+
+
+class _Selection:
+    """What the command line selected; validated once, with errors that say what to change."""
+
+    def __init__(self, layers: list[str] | None, properties: list[str] | None, dtypes: Any, devices: Any):
+        self.layers, self.properties, self.dtypes, self.devices = layers, properties, dtypes, devices
+
+    @classmethod
+    def from_options(cls, config: pytest.Config) -> _Selection:
+        def split(option: str) -> list[str] | None:
+            value = config.getoption(option)
+            return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+        dtypes, devices = split("dtypes"), split("devices")
+        known_dtypes = ("float32", "float64", "float16", "bfloat16")
+        known_devices = ("cpu", "cuda", "mps")
+        for option, values, known in (("--dtypes", dtypes, known_dtypes), ("--devices", devices, known_devices)):
+            unknown = [v for v in values or () if v not in known]
+            if unknown or values == []:
+                raise pytest.UsageError(f"{option}: unknown {unknown or 'empty value'}; choose from {', '.join(known)}.")
+        return cls(split("layers"), split("properties"), dtypes, devices)
+
+    @staticmethod
+    def matches(name: str, patterns: list[str] | None) -> bool:
+        return patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+    def check_known(self, option: str, patterns: list[str] | None, names: list[str]) -> None:
+        for pattern in patterns or ():
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise pytest.UsageError(f"{option}: {pattern!r} matches nothing; known: {', '.join(names)}.")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name == "conftest.py" and file_path.resolve() in registry.anchors():
+        return LayerGate.from_parent(parent, path=file_path)
+    return None
+
+
+class LayerGate(pytest.Module):
+    """The tests of one conftest's registered layers: one function per property."""
+
+    def _getobj(self) -> types.ModuleType:
+        from properties import runner
+
+        _configure_torch_for_worker()
+        selection: _Selection = self.config._layer_gate_selection  # type: ignore[attr-defined]
+        runner.select(
+            dtypes=None if selection.dtypes is None else [_dtype(d) for d in selection.dtypes],
+            devices=selection.devices,
+        )
+        specs = registry.registered_layers(self.path.resolve())
+        props = registry.registered_properties()
+        selection.check_known("--layers", selection.layers, [s.name for s in registry.registered_layers()])
+        selection.check_known("--properties", selection.properties, [p.name for p in props])
+        specs = [s for s in specs if selection.matches(s.name, selection.layers)]
+        module = types.ModuleType(f"layer_gate[{self.path}]")
+        module.__file__ = str(self.path)
+        for prop in props:
+            if not selection.matches(prop.name, selection.properties) or not specs:
+                continue
+            self.config.addinivalue_line("markers", f"{prop.family}: property family {prop.family}")
+            params = []
+            for spec in specs:
+                reason = prop.not_applicable_because(spec)
+                marks = [pytest.mark.skip(reason=f"not applicable: {reason}")] if reason else []
+                params.append(pytest.param(spec, id=spec.name, marks=marks))
+
+            test = _property_test(prop, params)
+            setattr(module, f"test_{prop.name}", test)
+        return module
+
+
+def _property_test(prop: Any, params: list[Any]) -> Any:
+    """``test_<property>(layer)``: a Hypothesis test parametrized over the layers."""
+    from hypothesis import given, strategies as st
+
+    from properties.runner import check_property_once
+
+    @pytest.mark.parametrize("layer", params)
+    @given(data=st.data())
+    def test(layer: Any, data: Any) -> None:
+        __tracebackhide__ = True
+        check_property_once(prop, layer, data)
+
+    test.__name__ = test.__qualname__ = f"test_{prop.name}"
+    test.__doc__ = prop.description
+    return getattr(pytest.mark, prop.family)(test)
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, name)
+
+
+_torch_configured = False
+
+
+def _configure_torch_for_worker() -> None:
+    """Split the cores between xdist workers: n workers x (cores / n) threads.
+
+    Without this each of two workers on two cores runs two intra-op threads,
+    and the four threads fight over two cores.
+    """
+    global _torch_configured
+    if _torch_configured:
+        return
+    _torch_configured = True
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))

@@ -1,0 +1,168 @@
+"""Where layers and properties are registered.
+
+Two axes of extension, one place each: ``register(spec)`` adds a layer, the
+``@layer_property`` decorator adds a property.  Every registered property runs
+on every registered layer whose spec declares the facts it ``requires``.
+
+A layer is registered from a ``conftest.py``: the pytest plugin collects the
+gate under the file that registered it, so ``pytest path/to/conftest.py``
+runs exactly that project's layers.  This module imports neither torch nor
+the rest of the framework, so loading the plugin costs nothing in projects
+that register no layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from properties.errors import SpecError
+
+__all__ = [
+    "LayerProperty",
+    "layer_property",
+    "register",
+    "registered_layers",
+    "registered_properties",
+    "unregister",
+]
+
+_layers: dict[str, tuple[Any, Path | None]] = {}
+_properties: dict[str, "LayerProperty"] = {}
+
+# The value regimes of ``properties.strategies.tensors``.
+ALL_REGIMES = ("constant", "ordinary", "tiny", "huge", "mixed")
+
+
+def register(*specs: Any) -> None:
+    """Register layer specs with the gate.
+
+    Called from a ``conftest.py``; registering the same spec again from the
+    same file (pytest may import a conftest twice) is harmless, a different
+    spec under a taken name is an error.
+    """
+    from properties.spec import LayerSpec
+
+    anchor = _calling_conftest()
+    for spec in specs:
+        if not isinstance(spec, LayerSpec):
+            raise SpecError(f"register() takes LayerSpec objects, got {spec!r}. Wrap the layer in LayerSpec(...).")
+        taken = _layers.get(spec.name)
+        if taken is not None and not (taken[0].module is spec.module and taken[1] == anchor):
+            where = f" in {taken[1]}" if taken[1] else ""
+            raise SpecError(
+                f"LayerSpec name {spec.name!r} is already registered{where} for {taken[0].module!r}. "
+                "Give each spec a unique name."
+            )
+        _layers[spec.name] = (spec, anchor)
+
+
+def unregister(*names: str) -> None:
+    """Remove layers by name (for tests that register temporary layers)."""
+    for name in names:
+        _layers.pop(name, None)
+
+
+def registered_layers(anchor: Path | None = None) -> list[Any]:
+    """The registered specs in registration order (only those from ``anchor``, if given)."""
+    return [spec for spec, where in _layers.values() if anchor is None or where == anchor]
+
+
+def anchors() -> set[Path]:
+    """The conftest files that registered layers."""
+    return {where for _, where in _layers.values() if where is not None}
+
+
+def _calling_conftest() -> Path | None:
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = Path(frame.f_code.co_filename)
+        if filename.name == "conftest.py":
+            return filename.resolve()
+        frame = frame.f_back
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerProperty:
+    """A property: a check run on drawn examples of every layer it applies to.
+
+    ``requires`` names LayerSpec fields that must be set (truthy) for the
+    property to apply; ``family`` becomes a pytest marker; ``dtypes`` and
+    ``regimes`` narrow what examples are drawn (None: everything the spec and
+    the run allow); ``moderate`` caps input magnitudes at about the square
+    root of the dtype's range, for checks (such as finite gradients) whose
+    exact answer could legitimately overflow on larger inputs.
+    """
+
+    name: str
+    check: Callable[[Any], None]
+    family: str
+    requires: tuple[str, ...] = ()
+    dtypes: tuple[Any, ...] | None = None
+    regimes: tuple[str, ...] = ALL_REGIMES
+    max_splices: int = 3
+    moderate: bool = False
+    description: str = ""
+
+    def not_applicable_because(self, spec: Any) -> str | None:
+        """Why this property cannot run on ``spec``, or None if it can."""
+        missing = [field for field in self.requires if not getattr(spec, field)]
+        if missing:
+            return f"{spec.name} does not declare {', '.join(missing)}"
+        if self.dtypes is not None and not set(self.dtypes) & set(spec.dtypes):
+            return f"{spec.name} supports none of the dtypes {self.name} needs"
+        return None
+
+
+def layer_property(
+    *,
+    family: str,
+    requires: Iterable[str] = (),
+    dtypes: Iterable[Any] | None = None,
+    regimes: Iterable[str] = ALL_REGIMES,
+    max_splices: int = 3,
+    moderate: bool = False,
+) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    """Register ``check(case)`` as a property; its docstring is its description."""
+    requires, regimes = tuple(requires), tuple(regimes)
+    unknown = sorted(set(regimes) - set(ALL_REGIMES))
+    if unknown:
+        raise SpecError(f"layer_property regimes {unknown} are unknown; choose from {ALL_REGIMES}.")
+    if not family.isidentifier():
+        raise SpecError(f"layer_property family {family!r} must be usable as a marker name (an identifier).")
+
+    def decorate(check: Callable[[Any], None]) -> Callable[[Any], None]:
+        name = check.__name__
+        from properties.spec import LayerSpec
+
+        fields = {f.name for f in dataclasses.fields(LayerSpec)}
+        unknown_facts = [r for r in requires if r not in fields]
+        if unknown_facts:
+            raise SpecError(f"property {name!r} requires {unknown_facts}, which are not LayerSpec fields.")
+        if name in _properties and _properties[name].check.__qualname__ != check.__qualname__:
+            raise SpecError(f"a property named {name!r} is already registered; rename the function.")
+        _properties[name] = LayerProperty(
+            name=name,
+            check=check,
+            family=family,
+            requires=requires,
+            dtypes=None if dtypes is None else tuple(dtypes),
+            regimes=regimes,
+            max_splices=max_splices,
+            moderate=moderate,
+            description=(check.__doc__ or "").strip().split("\n")[0],
+        )
+        return check
+
+    return decorate
+
+
+def registered_properties() -> list[LayerProperty]:
+    """Every registered property, built-in catalogue first."""
+    import properties.catalogue  # noqa: F401  (registers the built-in properties)
+
+    return list(_properties.values())

@@ -1,0 +1,381 @@
+"""Hypothesis strategies for dtypes, devices, shapes, tensors and layer examples.
+
+Tensors cost O(1) Hypothesis choices whatever their size: a value regime, the
+regime's scale, a seed, and a few explicitly drawn elements spliced in at
+drawn positions.  torch's own generator, seeded with the drawn seed,
+materializes the rest.  Choices come in the order that shrinking should
+simplify them: small shapes first, then the constant regime (all zeros at its
+simplest), then few spliced elements with simple values.  Nothing here touches
+torch's global RNG state except inside ``seeded()``, which restores it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from properties.registry import ALL_REGIMES
+from properties.spec import DEVICES, FLOAT_DTYPES, LayerSpec
+
+__all__ = [
+    "LayerCase",
+    "TensorRecipe",
+    "available_devices",
+    "devices",
+    "dtypes",
+    "layer_cases",
+    "moderate_limit",
+    "seeded",
+    "shapes",
+    "special_values",
+    "tensor_recipes",
+    "tensors",
+]
+
+
+def dtypes(*, allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> st.SearchStrategy[torch.dtype]:
+    """Floating dtypes, shrinking towards the first of ``allowed`` (float32 by default)."""
+    allowed = tuple(allowed)
+    unknown = [d for d in allowed if d not in FLOAT_DTYPES]
+    if not allowed or unknown:
+        raise InvalidArgument(f"dtypes(allowed={allowed!r}): choose one or more of {FLOAT_DTYPES}.")
+    return st.sampled_from(allowed)
+
+
+def available_devices() -> tuple[str, ...]:
+    """``cpu``, plus ``cuda`` and ``mps`` where this machine has them."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return tuple(found)
+
+
+def devices(*, allowed: Sequence[str] = DEVICES) -> st.SearchStrategy[str]:
+    """The devices of ``allowed`` that this machine has, shrinking towards cpu."""
+    unknown = [d for d in allowed if d not in DEVICES]
+    if unknown:
+        raise InvalidArgument(f"devices(allowed={tuple(allowed)!r}): unknown {unknown}; choose from {DEVICES}.")
+    present = [d for d in available_devices() if d in allowed]
+    if not present:
+        raise InvalidArgument(
+            f"devices(allowed={tuple(allowed)!r}): none of these is available here "
+            f"(available: {available_devices()})."
+        )
+    return st.sampled_from(present)
+
+
+def shapes(
+    *,
+    min_dims: int = 0,
+    max_dims: int = 4,
+    min_side: int = 0,
+    max_side: int = 4,
+    event_shape: Sequence[int] = (),
+) -> st.SearchStrategy[tuple[int, ...]]:
+    """Shapes of ``min_dims..max_dims`` leading dimensions followed by ``event_shape``.
+
+    Shrinks towards fewer dimensions and sides of ``min_side`` (zero-size, i.e.
+    empty, tensors are drawn unless ``min_side >= 1``).
+    """
+    if not (0 <= min_dims <= max_dims):
+        raise InvalidArgument(f"shapes(min_dims={min_dims}, max_dims={max_dims}): need 0 <= min_dims <= max_dims.")
+    if not (0 <= min_side <= max_side):
+        raise InvalidArgument(f"shapes(min_side={min_side}, max_side={max_side}): need 0 <= min_side <= max_side.")
+    event_shape = tuple(event_shape)
+    side = st.integers(min_side, max_side)
+    return st.lists(side, min_size=min_dims, max_size=max_dims).map(lambda batch: (*batch, *event_shape))
+
+
+def special_values(dtype: torch.dtype) -> st.SearchStrategy[float]:
+    """Simple floats first (they shrink to small integers), then the dtype's edges:
+    ±0, ±1, the largest finite, the smallest normal and the smallest subnormal."""
+    info = torch.finfo(dtype)
+    edges = [0.0, -0.0, 1.0, -1.0, info.max, -info.max, info.tiny, -info.tiny, info.smallest_normal * info.eps]
+    return st.one_of(_finite_floats(dtype), st.sampled_from(edges))
+
+
+def _finite_floats(dtype: torch.dtype) -> st.SearchStrategy[float]:
+    info = torch.finfo(dtype)
+    width = {torch.float16: 16, torch.float64: 64}.get(dtype, 32)
+    # bfloat16 has float32's range: drawn as float32, rounded on the way in (clamped there).
+    return st.floats(min_value=-info.max, max_value=info.max, width=width, allow_nan=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorRecipe:
+    """What a drawn tensor is made of; ``materialize()`` makes it."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    device: str
+    regime: str
+    scale: float  # the constant for "constant", the power of two for the others
+    seed: int
+    splices: tuple[tuple[int, float], ...]
+    limit: float  # largest magnitude: the dtype's largest finite number unless capped
+
+    def materialize(self) -> torch.Tensor:
+        numel = math.prod(self.shape)
+        work = torch.float64 if self.dtype == torch.float64 else torch.float32
+        if self.regime == "constant":
+            flat = torch.full((numel,), self.scale, dtype=work)
+        else:
+            generator = _generator(self.seed)
+            flat = torch.randn(numel, generator=generator, dtype=work)
+            if self.regime == "mixed":
+                low, high = _exponent_range(self.dtype)
+                exponents = torch.randint(low, high + 1, (numel,), generator=generator)
+                flat = flat * torch.pow(2.0, exponents.to(work))
+            else:
+                flat = flat * self.scale
+        for position, value in self.splices:
+            flat[position] = value
+        # randn's tail times a huge scale may overshoot the range; a capped recipe clamps.
+        flat = flat.clamp(-self.limit, self.limit)
+        return flat.to(self.dtype).reshape(self.shape).to(self.device)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # Hypothesis' "Falsifying example" uses this
+
+    def __repr__(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        regime = f"constant {self.scale!r}" if self.regime == "constant" else f"{self.regime} x{self.scale:.3g}"
+        text = f"tensor(shape={self.shape}, {dtype}, {self.device}, regime={regime}, seed={self.seed}"
+        if self.splices:
+            text += f", splices={list(self.splices)}"
+        if 0 < math.prod(self.shape) <= 16:
+            text += f", values={self.materialize().cpu().flatten().tolist()}"
+        return text + ")"
+
+
+_shared_generator: torch.Generator | None = None
+
+
+def _generator(seed: int) -> torch.Generator:
+    # Re-seeding one generator costs ~1 µs; a new Generator object costs more.
+    global _shared_generator
+    if _shared_generator is None:
+        _shared_generator = torch.Generator()
+    return _shared_generator.manual_seed(seed)
+
+
+def _exponent_range(dtype: torch.dtype) -> tuple[int, int]:
+    """Powers of two from the smallest normal to 1/8 of the largest finite.
+
+    The top three binades are left out so that a normal sample (|z| < 8 in
+    practice, clamped beyond) times the scale stays finite.
+    """
+    info = torch.finfo(dtype)
+    return int(math.log2(info.tiny)), int(math.log2(info.max)) - 3
+
+
+def moderate_limit(dtype: torch.dtype) -> float:
+    """About the square root of the dtype's range: 128 for float16, 2**63 for float32.
+
+    Squares, and sums of a few thousand products, of such values stay finite.
+    """
+    return 2.0 ** (int(math.log2(torch.finfo(dtype).max)) // 2)
+
+
+@st.composite
+def tensor_recipes(
+    draw: Any,
+    *,
+    shape: Sequence[int],
+    dtype: torch.dtype,
+    device: str = "cpu",
+    regimes: Sequence[str] = ALL_REGIMES,
+    max_splices: int = 3,
+    limit: float | None = None,
+) -> TensorRecipe:
+    """Draw a recipe: regime, scale, seed, then up to ``max_splices`` spliced elements.
+
+    ``limit`` caps magnitudes (default: the dtype's largest finite number).
+    """
+    shape = tuple(shape)
+    regimes = tuple(regimes)
+    unknown = [r for r in regimes if r not in ALL_REGIMES]
+    if not regimes or unknown:
+        raise InvalidArgument(f"tensor_recipes(regimes={regimes!r}): choose from {ALL_REGIMES}.")
+    regime = draw(st.sampled_from(regimes))
+    low, high = _exponent_range(dtype)
+    if regime == "constant":
+        scale = draw(_finite_floats(dtype))
+    elif regime == "ordinary":
+        scale = 2.0 ** draw(st.integers(-3, 3))
+    elif regime == "tiny":
+        scale = 2.0 ** (low + draw(st.integers(0, 8)))
+    elif regime == "huge":
+        scale = 2.0 ** (high - draw(st.integers(0, 8)))
+    else:  # mixed: each element gets its own power of two, drawn by the generator
+        scale = 1.0
+    seed = 0 if regime == "constant" else draw(st.integers(0, 2**32 - 1))
+    numel = math.prod(shape)
+    splices: list[tuple[int, float]] = []
+    if numel and max_splices:
+        for _ in range(draw(st.integers(0, max_splices))):
+            splices.append((draw(st.integers(0, numel - 1)), draw(special_values(dtype))))
+    limit = torch.finfo(dtype).max if limit is None else min(limit, torch.finfo(dtype).max)
+    return TensorRecipe(shape, dtype, device, regime, scale, seed, tuple(splices), limit)
+
+
+def tensors(
+    *,
+    shape: Sequence[int] | st.SearchStrategy[tuple[int, ...]],
+    dtype: torch.dtype | st.SearchStrategy[torch.dtype] = torch.float32,
+    device: str | st.SearchStrategy[str] = "cpu",
+    regimes: Sequence[str] = ALL_REGIMES,
+    max_splices: int = 3,
+) -> st.SearchStrategy[torch.Tensor]:
+    """Finite tensors of the given (or drawn) shape, dtype and device."""
+
+    def lift(value: Any) -> st.SearchStrategy[Any]:
+        return value if isinstance(value, st.SearchStrategy) else st.just(value)
+
+    @st.composite
+    def draw_tensor(draw: Any) -> torch.Tensor:
+        recipe = draw(
+            tensor_recipes(
+                shape=draw(lift(shape)),
+                dtype=draw(lift(dtype)),
+                device=draw(lift(device)),
+                regimes=regimes,
+                max_splices=max_splices,
+            )
+        )
+        return recipe.materialize()
+
+    return draw_tensor()
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's CPU generator seeded, restoring its state after.
+
+    Module initialization and random layers (dropout) then depend only on what
+    Hypothesis drew, and nothing leaks into other tests.  About 2 µs, where
+    ``torch.manual_seed`` costs ~100 µs (it seeds every device).
+    """
+    generator = torch.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(state)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCase:
+    """One drawn example: constructor arguments, an input recipe and a module seed."""
+
+    spec: LayerSpec
+    constructor_args: Mapping[str, Any]
+    input_recipe: TensorRecipe
+    module_seed: int
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.input_recipe.dtype
+
+    @property
+    def device(self) -> str:
+        return self.input_recipe.device
+
+    def make_input(self, *, requires_grad: bool = False) -> torch.Tensor:
+        """A fresh copy of the drawn input."""
+        return self.input_recipe.materialize().requires_grad_(requires_grad)
+
+    def build(self, *, dtype: torch.dtype | None = None, device: str | None = None) -> torch.nn.Module:
+        """The layer, initialized from the drawn seed, in train mode.
+
+        Built on the CPU and moved, so that the same seed gives the same
+        parameters on every device.
+        """
+        from properties.runner import spec_call
+
+        dtype = self.dtype if dtype is None else dtype
+        device = self.device if device is None else device
+        kwargs = dict(self.constructor_args)
+        if self.spec.factory_kwargs:
+            kwargs["dtype"] = dtype
+        with seeded(self.module_seed):
+            module = spec_call(self.spec, "module", self.spec.module, **kwargs)
+        if not isinstance(module, torch.nn.Module):
+            from properties.errors import SpecError
+
+            raise SpecError(
+                f"LayerSpec {self.spec.name!r}, field 'module': calling it returned {type(module).__name__}, "
+                "not an nn.Module."
+            )
+        return module.to(device=device, dtype=dtype).train()
+
+    def run(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``module(x)`` with torch's RNG seeded from the drawn seed (for dropout & co)."""
+        with seeded(self.module_seed + 1):
+            return module(x)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+    def __repr__(self) -> str:
+        return (
+            f"LayerCase({self.spec.name}, constructor_args={dict(self.constructor_args)!r}, "
+            f"input={self.input_recipe!r}, module_seed={self.module_seed})"
+        )
+
+
+@st.composite
+def layer_cases(
+    draw: Any,
+    spec: LayerSpec,
+    *,
+    only_dtypes: Sequence[torch.dtype] | None = None,
+    only_devices: Sequence[str] | None = None,
+    regimes: Sequence[str] = ALL_REGIMES,
+    max_splices: int = 3,
+    moderate: bool = False,
+) -> LayerCase:
+    """Examples for ``spec``: constructor arguments, dtype, device, input shape and values.
+
+    ``only_dtypes``/``only_devices`` narrow what the spec supports (the
+    result must not be empty); ``moderate`` caps input magnitudes at
+    ``moderate_limit(dtype)``.
+    """
+    allowed_dtypes = [d for d in spec.dtypes if only_dtypes is None or d in only_dtypes]
+    if not allowed_dtypes:
+        raise InvalidArgument(
+            f"layer_cases({spec.name}): the spec supports dtypes {spec.dtypes}, none of {tuple(only_dtypes or ())}."
+        )
+    allowed_devices = [d for d in spec.devices if only_devices is None or d in only_devices]
+    constructor_args = draw(spec.constructor_args_strategy())
+    dtype = draw(dtypes(allowed=allowed_dtypes))
+    device = draw(devices(allowed=allowed_devices))
+    low, high = spec.batch_dims
+    shape = draw(
+        shapes(
+            min_dims=low,
+            max_dims=high,
+            min_side=0 if spec.allows_empty else 1,
+            max_side=spec.max_side,
+            event_shape=spec.event_shape(constructor_args),
+        )
+    )
+    recipe = draw(
+        tensor_recipes(
+            shape=shape, dtype=dtype, device=device, regimes=regimes, max_splices=max_splices,
+            limit=moderate_limit(dtype) if moderate else None,
+        )
+    )
+    module_seed = draw(st.integers(0, 2**31 - 2))
+    return LayerCase(spec, constructor_args, recipe, module_seed)
