@@ -116,7 +116,7 @@ def nonnegative_output(case: LayerCase) -> None:
         )
 
 
-@layer_property(family="gradients", regimes=("constant", "ordinary", "tiny"), moderate=True)
+@layer_property(family="gradients", regimes=("zeros", "constant", "ordinary", "tiny"), moderate=True)
 def gradient_flow(case: LayerCase) -> None:
     """After a backward pass every trainable parameter and the input have a gradient,
     present and finite."""

@@ -41,7 +41,13 @@ settings.register_profile(
 )
 settings.register_profile("nightly", max_examples=1000, deadline=None, print_blob=True)
 PROFILE_ENV = "HYPOTHESIS_PROFILE"
-DEFAULT_PROFILE = "dev"
+
+
+def default_profile() -> str:
+    """``$HYPOTHESIS_PROFILE``, else ``ci`` on CI services (they set ``CI``), else ``dev``."""
+    if os.environ.get(PROFILE_ENV):
+        return os.environ[PROFILE_ENV]
+    return "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,14 +77,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     # After Hypothesis' own plugin: --hypothesis-profile wins, then the
-    # environment variable, then dev.
+    # environment (see default_profile).
     if not config.getoption("hypothesis_profile", None):
-        name = os.environ.get(PROFILE_ENV, DEFAULT_PROFILE)
+        name = default_profile()
         try:
             settings.load_profile(name)
         except Exception:
             raise pytest.UsageError(
-                f"{PROFILE_ENV}={name!r} is not a registered Hypothesis profile; use dev, ci or nightly."
+                f"Hypothesis profile {name!r} (from ${PROFILE_ENV} or $CI) is not registered; use dev, ci or nightly."
             ) from None
     config._layer_gate_selection = _Selection.from_options(config)  # type: ignore[attr-defined]
 
@@ -114,6 +120,27 @@ class _Selection:
                 raise pytest.UsageError(f"{option}: {pattern!r} matches nothing; known: {', '.join(names)}.")
 
 
+def pytest_collection_modifyitems(config: pytest.Config) -> None:
+    # After collection every conftest, and so every layer, is known.
+    _check_selection_names(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # An xdist controller collects nothing and workers' usage errors are not
+    # shown, so the controller checks the names its conftests registered.
+    is_controller = session.config.getoption("dist", "no") != "no" and not hasattr(session.config, "workerinput")
+    if is_controller:
+        _check_selection_names(session.config)
+
+
+def _check_selection_names(config: pytest.Config) -> None:
+    selection: _Selection = config._layer_gate_selection  # type: ignore[attr-defined]
+    if registry.anchors():
+        selection.check_known("--layers", selection.layers, [s.name for s in registry.registered_layers()])
+        props = [p.name for p in registry.registered_properties()]
+        selection.check_known("--properties", selection.properties, props)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.name == "conftest.py" and file_path.resolve() in registry.anchors():
         return LayerGate.from_parent(parent, path=file_path)
@@ -134,8 +161,6 @@ class LayerGate(pytest.Module):
         )
         specs = registry.registered_layers(self.path.resolve())
         props = registry.registered_properties()
-        selection.check_known("--layers", selection.layers, [s.name for s in registry.registered_layers()])
-        selection.check_known("--properties", selection.properties, [p.name for p in props])
         specs = [s for s in specs if selection.matches(s.name, selection.layers)]
         module = types.ModuleType(f"layer_gate[{self.path}]")
         module.__file__ = str(self.path)

@@ -34,7 +34,7 @@ _layers: dict[str, tuple[Any, Path | None]] = {}
 _properties: dict[str, "LayerProperty"] = {}
 
 # The value regimes of ``properties.strategies.tensors``.
-ALL_REGIMES = ("constant", "ordinary", "tiny", "huge", "mixed")
+ALL_REGIMES = ("zeros", "constant", "ordinary", "tiny", "huge", "mixed")
 
 
 def register(*specs: Any) -> None:

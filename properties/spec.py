@@ -24,7 +24,8 @@ FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 DEVICES = ("cpu", "cuda", "mps")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+# eq=False: specs hold functions and dicts; two specs are the same only if they are one object.
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class LayerSpec:
     """How to build, feed and judge one layer.
 

@@ -121,16 +121,17 @@ class TensorRecipe:
     regime: str
     scale: float  # the constant for "constant", the power of two for the others
     seed: int
+    support: int | None  # None: every element drawn; else only about this many, the rest zero
     splices: tuple[tuple[int, float], ...]
     limit: float  # largest magnitude: the dtype's largest finite number unless capped
 
     def materialize(self) -> torch.Tensor:
         numel = math.prod(self.shape)
         work = torch.float64 if self.dtype == torch.float64 else torch.float32
-        if self.regime == "constant":
+        generator = _generator(self.seed)
+        if self.regime in ("zeros", "constant"):
             flat = torch.full((numel,), self.scale, dtype=work)
         else:
-            generator = _generator(self.seed)
             flat = torch.randn(numel, generator=generator, dtype=work)
             if self.regime == "mixed":
                 low, high = _exponent_range(self.dtype)
@@ -138,6 +139,9 @@ class TensorRecipe:
                 flat = flat * torch.pow(2.0, exponents.to(work))
             else:
                 flat = flat * self.scale
+        if self.support is not None:
+            keep = torch.randint(numel, (self.support,), generator=generator)
+            flat = torch.zeros_like(flat).index_copy_(0, keep, flat[keep])
         for position, value in self.splices:
             flat[position] = value
         # randn's tail times a huge scale may overshoot the range; a capped recipe clamps.
@@ -149,8 +153,12 @@ class TensorRecipe:
 
     def __repr__(self) -> str:
         dtype = str(self.dtype).removeprefix("torch.")
-        regime = f"constant {self.scale!r}" if self.regime == "constant" else f"{self.regime} x{self.scale:.3g}"
+        regime = {"zeros": "zeros", "constant": f"constant {self.scale!r}"}.get(
+            self.regime, f"{self.regime} x{self.scale:.3g}"
+        )
         text = f"tensor(shape={self.shape}, {dtype}, {self.device}, regime={regime}, seed={self.seed}"
+        if self.support is not None:
+            text += f", support={self.support}"
         if self.splices:
             text += f", splices={list(self.splices)}"
         if 0 < math.prod(self.shape) <= 16:
@@ -198,7 +206,7 @@ def tensor_recipes(
     max_splices: int = 3,
     limit: float | None = None,
 ) -> TensorRecipe:
-    """Draw a recipe: regime, scale, seed, then up to ``max_splices`` spliced elements.
+    """Draw a recipe: up to ``max_splices`` spliced elements, then regime, scale and seed.
 
     ``limit`` caps magnitudes (default: the dtype's largest finite number).
     """
@@ -207,26 +215,35 @@ def tensor_recipes(
     unknown = [r for r in regimes if r not in ALL_REGIMES]
     if not regimes or unknown:
         raise InvalidArgument(f"tensor_recipes(regimes={regimes!r}): choose from {ALL_REGIMES}.")
+    numel = math.prod(shape)
     regime = draw(st.sampled_from(regimes))
     low, high = _exponent_range(dtype)
-    if regime == "constant":
-        scale = draw(_finite_floats(dtype))
-    elif regime == "ordinary":
-        scale = 2.0 ** draw(st.integers(-3, 3))
-    elif regime == "tiny":
-        scale = 2.0 ** (low + draw(st.integers(0, 8)))
-    elif regime == "huge":
-        scale = 2.0 ** (high - draw(st.integers(0, 8)))
-    else:  # mixed: each element gets its own power of two, drawn by the generator
-        scale = 1.0
-    seed = 0 if regime == "constant" else draw(st.integers(0, 2**32 - 1))
-    numel = math.prod(shape)
+    scale, seed, support = 0.0, 0, None
+    if regime != "zeros":
+        if regime == "constant":
+            scale = draw(_finite_floats(dtype))
+        elif regime == "ordinary":
+            scale = 2.0 ** draw(st.integers(-3, 3))
+        elif regime == "tiny":
+            scale = 2.0 ** (low + draw(st.integers(0, 8)))
+        elif regime == "huge":
+            scale = 2.0 ** (high - draw(st.integers(0, 8)))
+        else:  # mixed: each element gets its own power of two, drawn by the generator
+            scale = 1.0
+        # Mostly every element is drawn (levels 1-3); level 0, the simplest,
+        # keeps only ``support`` of them, so that a failing example can shrink
+        # to a single non-zero element instead of a dense random tensor.
+        if numel:
+            sparse = draw(st.integers(0, 3)) == 0
+            count = draw(st.integers(1, numel))
+            support = count if sparse else None
+        seed = draw(st.integers(0, 2**32 - 1))
     splices: list[tuple[int, float]] = []
     if numel and max_splices:
         for _ in range(draw(st.integers(0, max_splices))):
             splices.append((draw(st.integers(0, numel - 1)), draw(special_values(dtype))))
     limit = torch.finfo(dtype).max if limit is None else min(limit, torch.finfo(dtype).max)
-    return TensorRecipe(shape, dtype, device, regime, scale, seed, tuple(splices), limit)
+    return TensorRecipe(shape, dtype, device, regime, scale, seed, support, tuple(splices), limit)
 
 
 def tensors(

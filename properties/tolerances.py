@@ -39,6 +39,7 @@ __all__ = [
     "gamma",
     "linear",
     "mean",
+    "multiply",
     "relu",
     "subtract",
     "add",
@@ -113,6 +114,13 @@ def subtract(a: Bounded, b: Bounded) -> Bounded:
     return a._rounded(a.value - b.value, a.error + b.error, a.representable & b.representable)
 
 
+def multiply(a: Bounded, b: Bounded) -> Bounded:
+    """``a * b`` (broadcasting): ``|a| b.error + a.error |b|`` plus one rounding."""
+    inherited = a.value.abs() * b.error + a.error * b.value.abs() + a.error * b.error
+    underflow = torch.finfo(a.dtype).tiny  # a product may underflow to zero
+    return a._rounded(a.value * b.value, inherited + underflow, a.representable & b.representable)
+
+
 def relu(a: Bounded) -> Bounded:
     """``max(a, 0)`` is exact and 1-Lipschitz: the error carries over unchanged."""
     return Bounded(a.value.clamp_min(0), a.error, a.representable, a.dtype)
@@ -139,13 +147,11 @@ def linear(x: Bounded, weight: Bounded, bias: Bounded | None = None) -> Bounded:
         n += 1
     dtype = x.dtype
     error = gamma(n, dtype) * magnitude + inherited + _underflow(2 * n, dtype)
-    # Partial sums never exceed the sum of magnitudes; they live in the
-    # accumulation dtype, the rounded result in the working dtype.
-    representable = (
-        representable
-        & (magnitude <= torch.finfo(accumulation_dtype(dtype)).max)
-        & (value.abs() + error <= torch.finfo(dtype).max)
-    )
+    # Partial sums never exceed the sum of magnitudes.  Implementations may
+    # round ``x @ weight`` to the working dtype before adding the bias
+    # (MyLinear does), so every partial result must fit the working dtype,
+    # not only the accumulation dtype.
+    representable = representable & (magnitude + error <= torch.finfo(dtype).max)
     return Bounded(value, error, representable, dtype)
 
 

@@ -1,0 +1,69 @@
+"""The gate end to end, as a user runs it: ``pytest -n auto`` in a project.
+
+Each test writes a small project (a conftest registering a layer) and runs
+pytest on it in a subprocess, exactly as a user's shell would.
+"""
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TEXTBOOK_AS_MYLINEAR = """
+import dataclasses
+from layers.known_bad import TextbookMyLinear
+from layers.specs import centered_spec, my_linear_spec
+from properties import register
+
+# MyLinear with the textbook's forward (self.weight.data, self.bias.data).
+register(centered_spec, dataclasses.replace(my_linear_spec, module=TextbookMyLinear))
+"""
+
+
+def test_textbook_forward_fails_the_gate_with_a_useful_message(pytester):
+    pytester.makeconftest(TEXTBOOK_AS_MYLINEAR)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--hypothesis-profile=ci")
+    result.assert_outcomes(failed=1, passed=6, skipped=3)
+    out = result.stdout.str()
+    assert "FAILED conftest.py::test_gradient_flow[MyLinear]" in out
+    assert "received no gradient: weight, bias" in out
+    assert "Falsifying example" in out
+    assert "LayerCase(MyLinear, constructor_args={'in_units': 1, 'units': 1}" in out
+    assert "@reproduce_failure" in out
+
+
+def test_correct_layers_pass_and_not_applicable_properties_say_why(pytester):
+    pytester.makeconftest(
+        "from layers.specs import LESSON_SPECS\nfrom properties import register\nregister(*LESSON_SPECS)\n"
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=11, skipped=4)
+    result.stdout.fnmatch_lines(["*not applicable: CenteredLayer does not declare nonnegative_output*"])
+
+
+def test_a_failing_node_id_can_be_rerun_alone(pytester):
+    pytester.makeconftest(TEXTBOOK_AS_MYLINEAR)
+    result = pytester.runpytest_subprocess("conftest.py::test_gradient_flow[MyLinear]", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+
+
+def test_unknown_selection_names_are_usage_errors(pytester):
+    pytester.makeconftest(
+        "from layers.specs import LESSON_SPECS\nfrom properties import register\nregister(*LESSON_SPECS)\n"
+    )
+    result = pytester.runpytest_subprocess("--layers", "NoSuchLayer", "-p", "no:cacheprovider")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*--layers: 'NoSuchLayer' matches nothing; known: CenteredLayer*"])
+    result = pytester.runpytest_subprocess("--dtypes", "float8", "-p", "no:cacheprovider")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*--dtypes: unknown *float8*; choose from float32*"])
+
+
+def test_selection_narrows_the_gate(pytester):
+    pytester.makeconftest(
+        "from layers.specs import LESSON_SPECS\nfrom properties import register\nregister(*LESSON_SPECS)\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "--layers", "MyLinear*", "--properties", "gradient_flow,matches_*", "--dtypes", "float64", "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=6)

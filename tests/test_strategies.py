@@ -1,0 +1,155 @@
+"""The strategies produce what they promise: every dtype and device, edge shapes,
+every value regime, special values, and examples that shrink to simple ones."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import find, given, settings, strategies as st
+from hypothesis.errors import InvalidArgument
+
+from layers.specs import centered_spec, my_linear_spec
+from properties.spec import FLOAT_DTYPES
+from properties.strategies import (
+    available_devices,
+    devices,
+    dtypes,
+    layer_cases,
+    moderate_limit,
+    seeded,
+    shapes,
+    special_values,
+    tensor_recipes,
+    tensors,
+)
+
+FIND = settings(max_examples=2000, database=None, deadline=None, derandomize=True)
+
+
+def reaches(strategy, condition):
+    """Hypothesis can produce an example satisfying ``condition``."""
+    find(strategy, condition, settings=FIND)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_every_float_dtype_is_drawn(dtype):
+    reaches(dtypes(), lambda d: d == dtype)
+
+
+def test_dtypes_shrink_to_float32():
+    assert find(dtypes(), lambda d: True) == torch.float32
+
+
+def test_cpu_is_always_available_and_devices_are_selectable():
+    assert available_devices()[0] == "cpu"
+    reaches(devices(), lambda d: d == "cpu")
+    for device in available_devices():
+        reaches(devices(allowed=(device,)), lambda d, device=device: d == device)
+
+
+def test_bad_arguments_get_actionable_errors():
+    with pytest.raises(InvalidArgument, match="choose"):
+        dtypes(allowed=(torch.int32,))
+    with pytest.raises(InvalidArgument, match="unknown"):
+        devices(allowed=("tpu",))
+    with pytest.raises(InvalidArgument, match="min_dims"):
+        shapes(min_dims=3, max_dims=1)
+    with pytest.raises(InvalidArgument, match="regimes"):
+        find(tensor_recipes(shape=(2,), dtype=torch.float32, regimes=("wild",)), lambda r: True)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        lambda s: s == (),  # 0-d
+        lambda s: len(s) == 4,  # 4-d
+        lambda s: 0 in s,  # empty
+        lambda s: 1 in s and len(s) >= 2,  # a size-1 dimension
+    ],
+    ids=["0-d", "4-d", "empty", "size-1"],
+)
+def test_edge_shapes_are_drawn(condition):
+    reaches(shapes(max_dims=4), condition)
+
+
+@given(shapes(min_dims=1, max_dims=3, min_side=1, event_shape=(7,)))
+def test_shapes_end_with_the_event_shape(shape):
+    assert shape[-1] == 7 and 2 <= len(shape) <= 4 and min(shape) >= 1
+
+
+@pytest.mark.parametrize("regime", ["zeros", "constant", "ordinary", "tiny", "huge", "mixed"])
+def test_every_regime_is_drawn_and_finite(regime):
+    recipe = find(
+        tensor_recipes(shape=(4, 4), dtype=torch.float16),
+        lambda r: r.regime == regime,
+        settings=FIND,
+    )
+    values = recipe.materialize()
+    assert values.dtype == torch.float16 and values.shape == (4, 4)
+    assert values.isfinite().all()
+
+
+def test_regimes_reach_their_magnitudes():
+    big = torch.finfo(torch.float32).max
+    reaches(tensors(shape=(8,)), lambda t: t.abs().max() > big / 1e3)
+    reaches(tensors(shape=(8,)), lambda t: 0 < t.abs().max() < 1e-30)
+    reaches(tensors(shape=(8,)), lambda t: t.numel() and bool((t == t.flatten()[0]).all()) and t[0] != 0)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_special_values_reach_the_dtype_edges(dtype):
+    info = torch.finfo(dtype)
+    for edge in (info.max, -info.max, info.tiny):
+        reaches(special_values(dtype), lambda v, edge=edge: v == edge)
+    reaches(special_values(dtype), lambda v: v == 0 and math.copysign(1, v) < 0)
+    reaches(tensors(shape=(3, 4), dtype=dtype), lambda t: bool((t == info.max).any()))
+
+
+def test_capped_recipes_stay_within_the_cap():
+    @given(tensor_recipes(shape=(5,), dtype=torch.float16, limit=moderate_limit(torch.float16)))
+    def check(recipe):
+        assert recipe.materialize().abs().max() <= 128
+
+    check()
+
+
+def test_materializing_is_reproducible_and_leaves_global_rng_alone():
+    recipe = find(tensor_recipes(shape=(16,), dtype=torch.float32), lambda r: r.regime == "ordinary")
+    before = torch.random.get_rng_state()
+    assert torch.equal(recipe.materialize(), recipe.materialize())
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_seeded_restores_the_global_rng():
+    before = torch.random.get_rng_state()
+    with seeded(7):
+        a = torch.randn(3)
+    with seeded(7):
+        b = torch.randn(3)
+    assert torch.equal(a, b)
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_failing_examples_shrink_to_one_simple_element():
+    shrunk = find(tensors(shape=(3, 4)), lambda t: bool((t > 5).any()), settings=FIND)
+    assert int((shrunk != 0).sum()) == 1
+
+
+def test_layer_cases_follow_the_spec():
+    @given(layer_cases(my_linear_spec))
+    def check(case):
+        x = case.make_input()
+        assert x.shape[-1] == case.constructor_args["in_units"]
+        assert 1 <= x.dim() <= 4
+        module = case.build()
+        assert module.weight.dtype == x.dtype == case.dtype
+        assert str(module.weight.device).startswith(case.device)
+
+    check()
+    reaches(layer_cases(centered_spec), lambda c: c.input_recipe.shape == ())
+    reaches(layer_cases(centered_spec), lambda c: len(c.input_recipe.shape) == 4)
+
+
+def test_modules_are_initialized_from_the_drawn_seed():
+    case = find(layer_cases(my_linear_spec), lambda c: c.constructor_args["units"] > 1)
+    assert torch.equal(case.build().weight, case.build().weight)
