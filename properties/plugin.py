@@ -185,14 +185,15 @@ def _property_test(prop: Any, params: list[Any]) -> Any:
 
     from properties.runner import check_property_once
 
-    @pytest.mark.parametrize("layer", params)
-    @given(data=st.data())
     def test(layer: Any, data: Any) -> None:
         __tracebackhide__ = True
         check_property_once(prop, layer, data)
 
+    # Named before @given wraps it, so Hypothesis' reports use the name too.
     test.__name__ = test.__qualname__ = f"test_{prop.name}"
     test.__doc__ = prop.description
+    test = given(data=st.data())(test)
+    test = pytest.mark.parametrize("layer", params)(test)
     return getattr(pytest.mark, prop.family)(test)
 
 

@@ -180,6 +180,9 @@ class LayerSpec:
     def __repr__(self) -> str:
         return f"LayerSpec({self.name})"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # Hypothesis' failure report: the name, not every field
+
 
 def _is_shape(value: object) -> bool:
     return isinstance(value, tuple) and all(isinstance(v, int) and v >= 0 for v in value)
