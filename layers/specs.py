@@ -4,12 +4,15 @@
 variants from them with ``dataclasses.replace``.
 """
 
+import math
+
 import torch
 from hypothesis import strategies as st
 from torch import nn
 
 from layers.lesson import CenteredLayer, MyLinear, MyLinearWithBuiltin
 from properties import LayerSpec, tolerances as tol
+from properties.distributions import Uniform, standard_normal
 
 __all__ = ["LESSON_SPECS", "centered_spec", "my_linear_spec", "my_linear_with_builtin_spec"]
 
@@ -28,6 +31,16 @@ def linear_shapes(args):
 
 def builtin_linear_shapes(args):
     return {"linear.weight": (args["units"], args["in_units"]), "linear.bias": (args["units"],)}
+
+
+def units(args):
+    return (args["units"],)
+
+
+def nn_linear_init(args):
+    """nn.Linear draws weight and bias from U(-1/sqrt(in_units), 1/sqrt(in_units))."""
+    bound = 1 / math.sqrt(args["in_units"])
+    return Uniform(-bound, bound)
 
 
 def linear_relu_from(weight_in_out: torch.Tensor, bias: torch.Tensor) -> nn.Module:
@@ -56,6 +69,7 @@ centered_spec = LayerSpec(
     factory_kwargs=False,
     input_event_shape=(),
     batch_dims=(0, 4),  # any shape from 0-d to 4-d
+    output_event_shape=(),  # the output has the input's shape
     reference=lambda module, x: tol.subtract(x, tol.mean(x)),
     centering=True,
     per_sample=False,  # the mean is taken over the whole batch: it couples samples
@@ -69,9 +83,12 @@ my_linear_spec = LayerSpec(
     batch_dims=(0, 3),
     reference=lambda module, x: tol.relu(tol.linear(x, tol.exact(module.weight), tol.exact(module.bias))),
     equivalents={"nn.Linear+ReLU": lambda module: linear_relu_from(module.weight, module.bias)},
+    relu_of=lambda module, x: torch.matmul(x, module.weight) + module.bias,
     nonnegative_output=True,
     per_sample=True,
+    output_event_shape=units,
     parameter_shapes=linear_shapes,
+    parameter_init={"weight": standard_normal(), "bias": standard_normal()},
 )
 
 my_linear_with_builtin_spec = LayerSpec(
@@ -84,9 +101,12 @@ my_linear_with_builtin_spec = LayerSpec(
         tol.linear(x, tol.exact(module.linear.weight.T), tol.exact(module.linear.bias))
     ),
     equivalents={"MyLinear": lambda module: my_linear_from(module.linear.weight.T, module.linear.bias)},
+    relu_of=lambda module, x: module.linear(x),
     nonnegative_output=True,
     per_sample=True,
+    output_event_shape=units,
     parameter_shapes=builtin_linear_shapes,
+    parameter_init={"linear.weight": nn_linear_init, "linear.bias": nn_linear_init},
 )
 
 LESSON_SPECS = (centered_spec, my_linear_spec, my_linear_with_builtin_spec)

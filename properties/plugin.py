@@ -183,7 +183,7 @@ def _property_test(prop: Any, params: list[Any]) -> Any:
     """``test_<property>(layer)``: a Hypothesis test parametrized over the layers."""
     from hypothesis import given, strategies as st
 
-    from properties.runner import check_property_once
+    from properties.runner import check_property_once, scaled_settings
 
     def test(layer: Any, data: Any) -> None:
         __tracebackhide__ = True
@@ -193,6 +193,8 @@ def _property_test(prop: Any, params: list[Any]) -> Any:
     test.__name__ = test.__qualname__ = f"test_{prop.name}"
     test.__doc__ = prop.description
     test = given(data=st.data())(test)
+    if prop.examples_scale != 1.0:
+        test = scaled_settings(prop)(test)
     test = pytest.mark.parametrize("layer", params)(test)
     return getattr(pytest.mark, prop.family)(test)
 

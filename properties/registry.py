@@ -93,9 +93,13 @@ class LayerProperty:
     ``requires`` names LayerSpec fields that must be set (truthy) for the
     property to apply; ``family`` becomes a pytest marker; ``dtypes`` and
     ``regimes`` narrow what examples are drawn (None: everything the spec and
-    the run allow); ``moderate`` caps input magnitudes at about the square
-    root of the dtype's range, for checks (such as finite gradients) whose
-    exact answer could legitimately overflow on larger inputs.
+    the run allow); ``limit`` caps input magnitudes: a number, or
+    ``"moderate"`` for about the square root of the dtype's range, for checks
+    (such as finite gradients) whose exact answer could legitimately
+    overflow on larger inputs.  ``extra`` is a
+    strategy for one more value the check receives as its second argument.
+    ``examples_scale`` scales the profile's example count for expensive
+    checks (compilation), keeping at least 2.
     """
 
     name: str
@@ -105,7 +109,9 @@ class LayerProperty:
     dtypes: tuple[Any, ...] | None = None
     regimes: tuple[str, ...] = ALL_REGIMES
     max_splices: int = 3
-    moderate: bool = False
+    limit: float | str | None = None
+    extra: Any = None
+    examples_scale: float = 1.0
     description: str = ""
 
     def not_applicable_because(self, spec: Any) -> str | None:
@@ -125,9 +131,14 @@ def layer_property(
     dtypes: Iterable[Any] | None = None,
     regimes: Iterable[str] = ALL_REGIMES,
     max_splices: int = 3,
-    moderate: bool = False,
+    limit: float | str | None = None,
+    extra: Any = None,
+    examples_scale: float = 1.0,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
-    """Register ``check(case)`` as a property; its docstring is its description."""
+    """Register ``check(case)`` (``check(case, extra)`` with ``extra=``) as a property.
+
+    Its docstring's first line is its description.
+    """
     requires, regimes = tuple(requires), tuple(regimes)
     unknown = sorted(set(regimes) - set(ALL_REGIMES))
     if unknown:
@@ -153,7 +164,9 @@ def layer_property(
             dtypes=None if dtypes is None else tuple(dtypes),
             regimes=regimes,
             max_splices=max_splices,
-            moderate=moderate,
+            limit=limit,
+            extra=extra,
+            examples_scale=examples_scale,
             description=(check.__doc__ or "").strip().split("\n")[0],
         )
         return check

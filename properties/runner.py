@@ -17,7 +17,7 @@ from properties.registry import LayerProperty, registered_properties
 from properties.spec import LayerSpec
 from properties.strategies import LayerCase, layer_cases
 
-__all__ = ["check_layer", "check_property_once", "select", "spec_call"]
+__all__ = ["check_layer", "check_property_once", "scaled_settings", "select", "spec_call"]
 
 # What the run selected (``--dtypes``/``--devices``); None means everything.
 _selected: dict[str, tuple[Any, ...] | None] = {"dtypes": None, "devices": None}
@@ -53,7 +53,7 @@ def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCa
         only_devices=_selected["devices"],
         regimes=prop.regimes,
         max_splices=prop.max_splices,
-        moderate=prop.moderate,
+        limit=prop.limit,
     )
 
 
@@ -61,7 +61,10 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObjec
     """Draw one example of ``spec`` for ``prop`` and check it."""
     __tracebackhide__ = True
     case = data.draw(cases_for(prop, spec), label="example")
-    prop.check(case)
+    if prop.extra is None:
+        prop.check(case)
+    else:
+        prop.check(case, data.draw(prop.extra, label="extra"))
 
 
 def check_layer(
@@ -84,9 +87,16 @@ def check_layer(
         if prop.not_applicable_because(spec):
             continue
         test = _hypothesis_test(prop, spec)
-        if settings is not None:
-            test = settings(test)
+        test = scaled_settings(prop, settings)(test)
         test()
+
+
+def scaled_settings(prop: LayerProperty, base: Settings | None = None) -> Settings:
+    """``base`` (default: the loaded profile) with the property's example count applied."""
+    base = Settings.default if base is None else base
+    if prop.examples_scale == 1.0:
+        return base
+    return Settings(base, max_examples=max(2, int(base.max_examples * prop.examples_scale)))
 
 
 def _hypothesis_test(prop: LayerProperty, spec: LayerSpec) -> Callable[[], None]:

@@ -74,6 +74,17 @@ class LayerSpec:
     ``parameter_shapes``
         ``parameter_shapes(constructor_args) -> {name: shape}``: every
         trainable parameter the layer must have.
+    ``output_event_shape``
+        The trailing output dimensions (tuple or function of the constructor
+        arguments); the leading ones are the input's batch dimensions.
+        Leave None for a layer whose output has the input's shape.
+    ``relu_of``
+        ``relu_of(module, x)``: the pre-activation, computed the way the
+        layer computes it; the output must be exactly ``relu`` of it.
+    ``parameter_init``
+        ``{name: distribution}`` (see ``properties.distributions``): what the
+        constructor draws each parameter from; a function of the constructor
+        arguments where the distribution depends on them.
     """
 
     name: str
@@ -98,6 +109,9 @@ class LayerSpec:
     per_sample: bool = False
     train_eval_differ: bool = False
     parameter_shapes: Callable[[Mapping[str, Any]], Mapping[str, tuple[int, ...]]] | None = None
+    output_event_shape: tuple[int, ...] | Callable[[Mapping[str, Any]], tuple[int, ...]] | None = None
+    relu_of: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None
+    parameter_init: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def bad(field: str, problem: str, fix: str) -> SpecError:
@@ -116,12 +130,14 @@ class LayerSpec:
                 f"got {type(self.constructor_args).__name__}",
                 "Pass a dict of keyword arguments or a Hypothesis strategy of such dicts.",
             )
-        if not (callable(self.input_event_shape) or _is_shape(self.input_event_shape)):
-            raise bad(
-                "input_event_shape",
-                f"{self.input_event_shape!r} is neither a shape nor a function",
-                "Pass a tuple of non-negative ints, or a function of the constructor arguments returning one.",
-            )
+        for field in ("input_event_shape", "output_event_shape"):
+            value = getattr(self, field)
+            if not (callable(value) or _is_shape(value) or (value is None and field == "output_event_shape")):
+                raise bad(
+                    field,
+                    f"{value!r} is neither a shape nor a function",
+                    "Pass a tuple of non-negative ints, or a function of the constructor arguments returning one.",
+                )
         low_high = self.batch_dims
         if not (
             isinstance(low_high, tuple)
@@ -142,7 +158,7 @@ class LayerSpec:
         unknown = [d for d in self.devices if d not in DEVICES]
         if not self.devices or unknown:
             raise bad("devices", f"{unknown or 'nothing'} is not a known device", f"Choose from {DEVICES}.")
-        for field in ("reference", "parameter_shapes"):
+        for field in ("reference", "parameter_shapes", "relu_of"):
             value = getattr(self, field)
             if value is not None and not callable(value):
                 raise bad(field, f"{value!r} is not callable", "Pass a function, or leave it out.")
@@ -160,19 +176,30 @@ class LayerSpec:
 
     def event_shape(self, constructor_args: Mapping[str, Any]) -> tuple[int, ...]:
         """The trailing input dimensions for these constructor arguments."""
-        if not callable(self.input_event_shape):
-            return tuple(self.input_event_shape)
+        return self._shape_field("input_event_shape", constructor_args)
+
+    def output_shape(self, constructor_args: Mapping[str, Any], input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output shape the spec declares for an input of ``input_shape``."""
+        if self.output_event_shape is None:
+            return tuple(input_shape)
+        batch = input_shape[: len(input_shape) - len(self.event_shape(constructor_args))]
+        return (*batch, *self._shape_field("output_event_shape", constructor_args))
+
+    def _shape_field(self, field: str, constructor_args: Mapping[str, Any]) -> tuple[int, ...]:
+        value = getattr(self, field)
+        if not callable(value):
+            return tuple(value)
         try:
-            shape = self.input_event_shape(constructor_args)
+            shape = value(constructor_args)
         except Exception as error:
             raise SpecError(
-                f"LayerSpec {self.name!r}, field 'input_event_shape' raised "
+                f"LayerSpec {self.name!r}, field {field!r} raised "
                 f"{type(error).__name__}: {error} for constructor arguments {dict(constructor_args)!r}. "
                 "Make it a function of the constructor arguments the spec draws."
             ) from error
         if not _is_shape(shape):
             raise SpecError(
-                f"LayerSpec {self.name!r}, field 'input_event_shape' returned {shape!r} "
+                f"LayerSpec {self.name!r}, field {field!r} returned {shape!r} "
                 f"for constructor arguments {dict(constructor_args)!r}: expected a tuple of non-negative ints."
             )
         return tuple(shape)

@@ -319,23 +319,24 @@ class LayerCase:
         Built on the CPU and moved, so that the same seed gives the same
         parameters on every device.
         """
-        from properties.runner import spec_call
-
         dtype = self.dtype if dtype is None else dtype
         device = self.device if device is None else device
-        kwargs = dict(self.constructor_args)
-        if self.spec.factory_kwargs:
-            kwargs["dtype"] = dtype
-        with seeded(self.module_seed):
-            module = spec_call(self.spec, "module", self.spec.module, **kwargs)
-        if not isinstance(module, torch.nn.Module):
-            from properties.errors import SpecError
+        module = self.construct(**({"dtype": dtype} if self.spec.factory_kwargs else {}))
+        return module.to(device=device, dtype=dtype).train()
 
+    def construct(self, **factory_kwargs: Any) -> torch.nn.Module:
+        """Call the spec's constructor with the drawn arguments, RNG seeded from the draw."""
+        from properties.errors import SpecError
+        from properties.runner import spec_call
+
+        with seeded(self.module_seed):
+            module = spec_call(self.spec, "module", self.spec.module, **self.constructor_args, **factory_kwargs)
+        if not isinstance(module, torch.nn.Module):
             raise SpecError(
                 f"LayerSpec {self.spec.name!r}, field 'module': calling it returned {type(module).__name__}, "
                 "not an nn.Module."
             )
-        return module.to(device=device, dtype=dtype).train()
+        return module
 
     def run(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``module(x)`` with torch's RNG seeded from the drawn seed (for dropout & co)."""
@@ -361,13 +362,13 @@ def layer_cases(
     only_devices: Sequence[str] | None = None,
     regimes: Sequence[str] = ALL_REGIMES,
     max_splices: int = 3,
-    moderate: bool = False,
+    limit: float | str | None = None,
 ) -> LayerCase:
     """Examples for ``spec``: constructor arguments, dtype, device, input shape and values.
 
     ``only_dtypes``/``only_devices`` narrow what the spec supports (the
-    result must not be empty); ``moderate`` caps input magnitudes at
-    ``moderate_limit(dtype)``.
+    result must not be empty); ``limit`` caps input magnitudes: a number, or
+    ``"moderate"`` for ``moderate_limit(dtype)``.
     """
     allowed_dtypes = [d for d in spec.dtypes if only_dtypes is None or d in only_dtypes]
     if not allowed_dtypes:
@@ -391,7 +392,7 @@ def layer_cases(
     recipe = draw(
         tensor_recipes(
             shape=shape, dtype=dtype, device=device, regimes=regimes, max_splices=max_splices,
-            limit=moderate_limit(dtype) if moderate else None,
+            limit=moderate_limit(dtype) if limit == "moderate" else limit,
         )
     )
     module_seed = draw(st.integers(0, 2**31 - 2))

@@ -1,0 +1,102 @@
+"""Behaviour: inputs left alone, determinism, train/eval parity, batch structure, layout."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import event, strategies as st
+
+from properties.catalogue._common import assert_identical, assert_same_computation, forward, reference
+from properties.registry import layer_property
+from properties.strategies import LayerCase
+
+
+@layer_property(family="robustness")
+def leaves_its_input_alone(case: LayerCase) -> None:
+    """Forward does not modify its input: same values, same autograd version counter."""
+    __tracebackhide__ = True
+    x = case.make_input()
+    before, version = x.clone(), x._version
+    forward(case, case.build(), x)
+    assert x._version == version, (
+        f"{case.spec.name}: forward modified its input in place (version counter {version} -> {x._version})"
+    )
+    assert_identical(x, before, what=f"{case.spec.name}: the input after forward vs before")
+
+
+@layer_property(family="robustness")
+def is_deterministic(case: LayerCase) -> None:
+    """The same input and state give the same output, bit for bit."""
+    __tracebackhide__ = True
+    module = case.build()
+    first = forward(case, module, case.make_input())
+    second = forward(case, module, case.make_input())
+    assert_identical(second, first, what=f"{case.spec.name}: a second forward of the same input")
+
+
+@layer_property(family="robustness", requires=("reference",))
+def train_and_eval_agree(case: LayerCase) -> None:
+    """Train and eval mode compute the same, unless the spec declares they differ
+    (catches dropout or other randomness left on)."""
+    __tracebackhide__ = True
+    if case.spec.train_eval_differ:
+        import pytest
+
+        pytest.skip(f"{case.spec.name} declares train_eval_differ")
+    module, x = case.build(), case.make_input()
+    trained = forward(case, module.train(), x)
+    evaluated = forward(case, module.eval(), x)
+    expected = reference(case, module, x)
+    assert_same_computation(trained, evaluated, expected, what=f"{case.spec.name} in train mode vs eval mode")
+
+
+@layer_property(family="batch", requires=("per_sample", "reference"), extra=st.integers(0, 2**16))
+def samples_are_independent(case: LayerCase, pick: int) -> None:
+    """For a per-sample layer, each sample's output equals the output of that sample
+    alone: unbatched, and as a batch of one; an unbatched input equals a batch of one."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    batch_dims = x.dim() - len(case.spec.event_shape(case.constructor_args))
+    out = forward(case, module, x)
+    expected = reference(case, module, x)
+    name = case.spec.name
+    if batch_dims == 0:
+        alone = forward(case, module, x.unsqueeze(0))
+        assert alone.shape[0] == 1, f"{name}: a batch of one gave {tuple(alone.shape)}"
+        assert_same_computation(alone[0], out, expected, what=f"{name}: a batch of one vs the unbatched input")
+        return
+    if x.shape[0] == 0:
+        event("samples_are_independent: empty batch")
+        return
+    i = pick % x.shape[0]
+    sample = expected.__class__(expected.value[i], expected.error[i], expected.representable[i], expected.dtype)
+    assert_same_computation(
+        forward(case, module, x[i]), out[i], sample, what=f"{name}: sample {i} alone (one batch dim fewer) vs in the batch"
+    )
+    assert_same_computation(
+        forward(case, module, x[i : i + 1])[0], out[i], sample, what=f"{name}: sample {i} as a batch of one vs in the batch"
+    )
+
+
+def _non_contiguous(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values as ``x`` in a non-contiguous layout."""
+    if layout == "transposed" and x.dim() >= 2:
+        return x.transpose(0, 1).contiguous().transpose(0, 1)
+    # Every other element of a buffer twice the size: strided in the last dimension.
+    wide = torch.empty((*x.shape, 2), dtype=x.dtype, device=x.device)
+    wide[..., 0] = x
+    return wide[..., 0]
+
+
+@layer_property(family="robustness", requires=("reference",), extra=st.sampled_from(["strided", "transposed"]))
+def ignores_memory_layout(case: LayerCase, layout: str) -> None:
+    """Non-contiguous inputs (strided, transposed) give the same result as contiguous ones."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    strided = _non_contiguous(x, layout)
+    if x.numel() > 1 and strided.is_contiguous():
+        event("ignores_memory_layout: layout stayed contiguous")
+    out = forward(case, module, x)
+    expected = reference(case, module, x)
+    assert_same_computation(
+        forward(case, module, strided), out, expected, what=f"{case.spec.name}: {layout} input vs contiguous input"
+    )

@@ -1,0 +1,93 @@
+"""Gradients: they reach every parameter, and they are the right ones."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import event
+from torch.autograd.gradcheck import GradcheckError
+from torch.func import functional_call
+
+from properties.registry import layer_property
+from properties.strategies import LayerCase
+
+# Where finite differences are meaningful: gradcheck steps by 1e-6 and
+# allows an error of 1e-5 + 1e-3 * |gradient|; the rounding error of a
+# difference quotient grows like |output| * 1e-16 / 1e-6, so inputs stay
+# below 2**8 and no extremes are spliced in.
+_SMOOTH = dict(regimes=("zeros", "constant", "ordinary"), max_splices=0, limit=2.0**8)
+
+
+@layer_property(family="gradients", regimes=("zeros", "constant", "ordinary", "tiny"), limit="moderate")
+def gradient_flow(case: LayerCase) -> None:
+    """After a backward pass every trainable parameter and the input have a gradient,
+    present and finite."""
+    __tracebackhide__ = True
+    module = case.build()
+    x = case.make_input(requires_grad=True)
+    out = case.run(module, x)
+    if not out.requires_grad:
+        raise AssertionError(
+            f"{case.spec.name}: the output does not require grad although the input does: "
+            "forward cut the result out of autograd (.data, .detach(), .item() or a new tensor?)"
+        )
+    # Backpropagate ones rather than out.sum(): the sum of many outputs could
+    # overflow in low precision, the vector-Jacobian product of ones does not.
+    out.backward(torch.ones_like(out))
+    missing, nonfinite = [], []
+    for name, parameter in [("input", x), *module.named_parameters()]:
+        if not parameter.requires_grad:
+            continue
+        if parameter.grad is None:
+            missing.append(name)
+        elif not bool(parameter.grad.isfinite().all()):
+            nonfinite.append(name)
+    problems = []
+    if missing:
+        problems.append(f"received no gradient: {', '.join(missing)}")
+    if nonfinite:
+        problems.append(f"received a non-finite gradient: {', '.join(nonfinite)}")
+    if problems:
+        raise AssertionError(
+            f"{case.spec.name}: after backward, {'; '.join(problems)}. "
+            "A parameter read through .data/.detach() in forward never learns."
+        )
+
+
+@layer_property(family="gradients", dtypes=(torch.float64,), **_SMOOTH)
+def gradients_match_finite_differences(case: LayerCase) -> None:
+    """torch.autograd.gradcheck and gradgradcheck in float64, for the input and for
+    every trainable parameter (catches a detached sub-expression that still lets
+    some gradient through)."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    if x.numel() == 0:
+        event("gradcheck: empty input")
+        return
+    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    leaves = [x.detach().clone(), *(dict(module.named_parameters())[n].detach().clone() for n in names)]
+
+    def function(*values: torch.Tensor) -> torch.Tensor:
+        return case.run(lambda inp: functional_call(module, dict(zip(names, values[1:])), (inp,)), values[0])
+
+    labels = ["input", *names]
+    for i, label in enumerate(labels):
+        # One leaf at a time, so that a failure names the culprit.
+        def of_one(value: torch.Tensor, i: int = i) -> torch.Tensor:
+            return function(*leaves[:i], value, *leaves[i + 1 :])
+
+        leaf = leaves[i].clone().requires_grad_(True)
+        try:
+            torch.autograd.gradcheck(of_one, (leaf,), fast_mode=True)
+        except GradcheckError as error:
+            raise AssertionError(
+                f"{case.spec.name}: the gradient with respect to {label} disagrees with finite differences "
+                f"(a detached or mis-derived part of forward?): {str(error).splitlines()[0]}"
+            ) from None
+    all_leaves = tuple(leaf.clone().requires_grad_(True) for leaf in leaves)
+    try:
+        torch.autograd.gradgradcheck(function, all_leaves, fast_mode=True)
+    except GradcheckError as error:
+        raise AssertionError(
+            f"{case.spec.name}: second derivatives disagree with finite differences of the gradient "
+            f"({', '.join(labels)}): {str(error).splitlines()[0]}"
+        ) from None

@@ -1,0 +1,60 @@
+"""Initialization: parameters are drawn from the distribution the spec declares."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from properties.registry import layer_property
+from properties.runner import spec_call
+from properties.strategies import LayerCase
+
+# Each example tests every declared parameter with a two-sided
+# Kolmogorov-Smirnov statistic against the declared CDF.  The
+# Dvoretzky-Kiefer-Wolfowitz inequality, P(D > eps) <= 2 exp(-2 n eps^2),
+# holds for every n, so rejecting at eps = sqrt(ln(2 / ALPHA) / (2 n)) has a
+# false-alarm rate of at most ALPHA per parameter per example: 1e-6, so even
+# the nightly profile's thousands of checks alarm falsely with probability
+# below 1%.  (Under the derandomized ci profile the draws are fixed, so a
+# given commit either always passes or always fails.)
+ALPHA = 1e-6
+# Samples pooled over fresh instances (seeds drawn from the example) so the
+# test has power even for a 1x1 weight: at n = 2000, eps = 0.059, enough to
+# tell randn from randn * 0.8 or from a uniform.
+SAMPLES = 2000
+MAX_INSTANCES = 256
+
+
+@layer_property(family="initialization", requires=("parameter_init",), dtypes=(torch.float32,))
+def initialized_from_declared_distribution(case: LayerCase) -> None:
+    """Parameters are drawn from the declared distribution (a Kolmogorov-Smirnov test
+    with a false-alarm rate of at most 1e-6 per check)."""
+    __tracebackhide__ = True
+    pooled: dict[str, list[torch.Tensor]] = {name: [] for name in case.spec.parameter_init}
+    for k in range(MAX_INSTANCES):
+        module = dataclasses.replace(case, module_seed=case.module_seed + k).build(device="cpu")
+        tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+        for name in pooled:
+            assert name in tensors, f"{case.spec.name}: parameter_init names {name!r}, which the layer does not have"
+            pooled[name].append(tensors[name].detach().flatten().double())
+        if min(sum(v.numel() for v in values) for values in pooled.values()) >= SAMPLES:
+            break
+    for name, values in pooled.items():
+        sample = torch.cat(values).sort().values
+        n = sample.numel()
+        if n == 0:
+            continue
+        declared = case.spec.parameter_init[name]
+        if not hasattr(declared, "cdf"):
+            declared = spec_call(case.spec, "parameter_init", declared, case.constructor_args)
+        cdf = declared.cdf(sample)
+        ranks = torch.arange(1, n + 1, dtype=torch.float64)
+        statistic = torch.maximum(ranks / n - cdf, cdf - (ranks - 1) / n).max().item()
+        threshold = math.sqrt(math.log(2 / ALPHA) / (2 * n))
+        assert statistic <= threshold, (
+            f"{case.spec.name}: {name} does not look drawn from {declared}: Kolmogorov-Smirnov distance "
+            f"{statistic:.3f} > {threshold:.3f} over {n} values (mean {sample.mean().item():.3g}, "
+            f"std {sample.std().item() if n > 1 else 0.0:.3g}); false-alarm rate <= {ALPHA}"
+        )

@@ -1,0 +1,120 @@
+"""Structure: output shape/dtype/device, the meta device, factory kwargs and
+``.to()``, registered tensors, declared parameters."""
+
+from __future__ import annotations
+
+import torch
+
+from properties.catalogue._common import forward
+from properties.registry import layer_property
+from properties.runner import spec_call
+from properties.strategies import LayerCase
+
+
+@layer_property(family="structure")
+def keeps_dtype_device_and_declared_shape(case: LayerCase) -> None:
+    """The output has the input's dtype and device, and the shape the spec declares
+    (the input's batch dimensions, then ``output_event_shape``)."""
+    __tracebackhide__ = True
+    x = case.make_input()
+    out = forward(case, case.build(), x)
+    name = case.spec.name
+    assert out.dtype == x.dtype, f"{name}: a {x.dtype} input gave a {out.dtype} output (a hard-coded cast?)"
+    assert out.device == x.device, f"{name}: an input on {x.device} gave an output on {out.device}"
+    if case.spec.output_event_shape is not None:
+        want = case.spec.output_shape(case.constructor_args, tuple(x.shape))
+        assert tuple(out.shape) == want, f"{name}: input {tuple(x.shape)} gave output {tuple(out.shape)}, declared {want}"
+
+
+@layer_property(family="structure")
+def runs_on_the_meta_device(case: LayerCase) -> None:
+    """A forward on the meta device gives the same output shape and dtype without
+    computing (catches tensors created on a fixed device, .item(), shape bugs)."""
+    __tracebackhide__ = True
+    x = case.make_input()
+    out = forward(case, case.build(), x)
+    module = case.build(device="meta")
+    meta_input = torch.empty(x.shape, dtype=x.dtype, device="meta")
+    try:
+        meta_out = forward(case, module, meta_input)
+    except Exception as error:
+        raise AssertionError(
+            f"{case.spec.name}: forward fails on the meta device ({type(error).__name__}: {error}). "
+            "A tensor created on a fixed device, a .item()/.tolist() round trip, or numpy inside forward?"
+        ) from None
+    assert (meta_out.shape, meta_out.dtype) == (out.shape, out.dtype), (
+        f"{case.spec.name}: on the meta device the output is {tuple(meta_out.shape)} {meta_out.dtype}, "
+        f"on {case.device} {tuple(out.shape)} {out.dtype}"
+    )
+
+
+def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+
+@layer_property(family="structure", requires=("factory_kwargs",))
+def honours_factory_kwargs(case: LayerCase) -> None:
+    """Constructing with device=/dtype= gives the same parameters and buffers (names,
+    shapes, dtypes, devices) as constructing and then calling .to(device, dtype)."""
+    __tracebackhide__ = True
+    direct = case.construct(device=case.device, dtype=case.dtype)
+    moved = case.construct().to(device=case.device, dtype=case.dtype)
+
+    def layout(module: torch.nn.Module) -> dict[str, tuple]:
+        return {n: (tuple(t.shape), t.dtype, t.device.type, t.requires_grad) for n, t in _tensors(module).items()}
+
+    got, want = layout(direct), layout(moved)
+    assert got == want, (
+        f"{case.spec.name}(..., device={case.device!r}, dtype={case.dtype}) differs from .to(): "
+        f"{ {n: v for n, v in got.items() if want.get(n) != v} } vs { {n: v for n, v in want.items() if got.get(n) != v} }"
+    )
+
+
+@layer_property(family="structure", dtypes=(torch.float32,))
+def tensors_are_registered(case: LayerCase) -> None:
+    """Every tensor the layer holds is a parameter or a buffer, so .to(), state_dict
+    and optimizers see it; after .to(float64) a float64 input runs through."""
+    __tracebackhide__ = True
+    module = case.build()
+    for owner_name, owner in module.named_modules():
+        registered = set(owner._parameters) | set(owner._buffers)
+        prefix = f"{owner_name}." if owner_name else ""
+        plain = [prefix + k for k, v in vars(owner).items() if isinstance(v, torch.Tensor) and k not in registered]
+        assert not plain, (
+            f"{case.spec.name}: {', '.join(plain)} "
+            "is a plain tensor attribute, neither a parameter nor a buffer: .to(), state_dict and "
+            "optimizers do not see it (use nn.Parameter or register_buffer)"
+        )
+    module = module.to(torch.float64)
+    x = case.make_input().to(torch.float64)
+    try:
+        out = forward(case, module, x)
+    except Exception as error:
+        raise AssertionError(
+            f"{case.spec.name}: after .to(torch.float64), a float64 input fails ({type(error).__name__}: {error}); "
+            "a tensor the layer uses did not move"
+        ) from None
+    assert out.dtype == torch.float64, f"{case.spec.name}: after .to(torch.float64) the output is {out.dtype}"
+
+
+@layer_property(family="structure", requires=("parameter_shapes",), dtypes=(torch.float32,))
+def declares_its_parameters(case: LayerCase) -> None:
+    """The trainable parameters are exactly the declared ones, with the declared
+    shapes, and state_dict holds them."""
+    __tracebackhide__ = True
+    module = case.build()
+    declared = dict(spec_call(case.spec, "parameter_shapes", case.spec.parameter_shapes, case.constructor_args))
+    declared = {n: tuple(s) for n, s in declared.items()}
+    parameters = dict(module.named_parameters())
+    frozen = sorted(n for n in declared if n in parameters and not parameters[n].requires_grad)
+    assert not frozen, f"{case.spec.name}: {', '.join(frozen)} is frozen (requires_grad=False), so it never learns"
+    trainable = {n: tuple(p.shape) for n, p in parameters.items() if p.requires_grad}
+    missing = sorted(set(declared) - set(trainable))
+    extra = sorted(set(trainable) - set(declared))
+    assert not missing, f"{case.spec.name}: declared parameters {missing} are not registered parameters"
+    assert not extra, f"{case.spec.name}: trainable parameters {extra} are not declared"
+    wrong = {n: (trainable[n], declared[n]) for n in declared if trainable[n] != declared[n]}
+    assert not wrong, f"{case.spec.name}: parameter shapes (actual, declared): {wrong}"
+    state = module.state_dict()
+    absent = sorted(n for n in declared if n not in state or tuple(state[n].shape) != declared[n])
+    assert not absent, f"{case.spec.name}: state_dict lacks {absent} with the declared shapes"

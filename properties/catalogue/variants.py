@@ -1,0 +1,85 @@
+"""Execution variants, in the spirit of chex's variants: the same layer scripted,
+traced and compiled computes what eager mode computes.
+
+A variant that cannot run on this platform or for this layer is reported as
+skipped with the reason, never silently passed.  Compilation costs seconds,
+so these properties run a tenth of the profile's examples (at least two):
+a few in ``ci``, a hundred in ``nightly``.  ``ci`` and ``dev`` compile with the
+``aot_eager`` backend (traces the graph and autograd, generates no code);
+``nightly`` uses ``inductor``, the default backend that generates kernels.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import settings
+
+from properties.catalogue._common import assert_same_computation, forward, reference
+from properties.registry import layer_property
+from properties.strategies import LayerCase
+
+_VARIANT = dict(family="variants", requires=("reference",), examples_scale=0.1)
+
+
+def compile_backend() -> str:
+    return "inductor" if settings.get_current_profile_name() == "nightly" else "aot_eager"
+
+
+def _compare(case: LayerCase, module: torch.nn.Module, variant: torch.nn.Module, x: torch.Tensor, what: str) -> None:
+    __tracebackhide__ = True
+    expected = reference(case, module, x)
+    assert_same_computation(forward(case, variant, x), forward(case, module, x), expected, what=f"{case.spec.name}: {what} vs eager")
+
+
+def _cannot(case: LayerCase, variant: str, error: Exception) -> None:
+    pytest.skip(f"{variant} cannot run {case.spec.name} here: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+
+
+@layer_property(**_VARIANT)
+def matches_torchscript(case: LayerCase) -> None:
+    """torch.jit.script(layer) computes what the layer computes."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still used
+        try:
+            scripted = torch.jit.script(module)
+        except Exception as error:
+            _cannot(case, "torch.jit.script", error)
+    _compare(case, module, scripted, x, "torch.jit.script")
+
+
+@layer_property(**_VARIANT)
+def matches_torch_jit_trace(case: LayerCase) -> None:
+    """torch.jit.trace(layer, x) computes what the layer computes on x."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation and "trace might not generalize" warnings
+        try:
+            traced = torch.jit.trace(module, x, check_trace=False)
+        except Exception as error:
+            _cannot(case, "torch.jit.trace", error)
+    _compare(case, module, traced, x, "torch.jit.trace")
+
+
+@layer_property(**_VARIANT)
+def matches_torch_compile(case: LayerCase) -> None:
+    """torch.compile(layer) computes what the layer computes (dynamic shapes)."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    backend = compile_backend()
+    # A fresh cache per example: after a few recompilations of the same code
+    # Dynamo silently falls back to eager, which would pass without checking.
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend=backend, dynamic=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            forward(case, compiled, x)
+    except Exception as error:
+        _cannot(case, f"torch.compile(backend={backend!r})", error)
+    _compare(case, module, compiled, x, f"torch.compile(backend={backend!r})")
