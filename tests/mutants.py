@@ -1,22 +1,231 @@
-"""Broken variants of the lesson's layers, each with the bug it plants.
+"""Realistic broken variants of the lesson's layers, each with the bug it plants.
 
 Each mutant is a ``LayerSpec`` derived from a correct spec with
-``dataclasses.replace``; ``tests/test_mutants.py`` asserts the gate catches
-every one and passes the correct layers.
+``dataclasses.replace``, so the gate judges it by the same declared facts as
+the layer it imitates.  ``tests/test_mutants.py`` asserts that every listed
+property catches its mutant under the ``ci`` profile and that the correct
+layers pass everything.  ``python -m tests.mutants`` prints the README's
+"bug class -> properties" table.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from layers.known_bad import TextbookMyLinear
 from layers.lesson import CenteredLayer, MyLinear, MyLinearWithBuiltin
 from layers.specs import centered_spec, my_linear_spec, my_linear_with_builtin_spec
+from properties import LayerSpec
 
 
-def mutant(spec, module, name=None):
-    return dataclasses.replace(spec, name=name or module.__name__, module=module)
+class Mutant(NamedTuple):
+    bug_class: str
+    spec: LayerSpec
+    caught_by: frozenset[str]
+
+
+def _mutant(bug_class: str, spec: LayerSpec, module: type, *caught_by: str) -> Mutant:
+    return Mutant(bug_class, dataclasses.replace(spec, name=module.__name__, module=module), frozenset(caught_by))
+
+
+# -- detached tensors ----------------------------------------------------------
+
+
+class DetachedWeightBuiltin(MyLinearWithBuiltin):
+    """The weight read through .detach(): right numbers, the weight never learns."""
+
+    def forward(self, X):
+        return F.relu(F.linear(X, self.linear.weight.detach(), self.linear.bias))
+
+
+class DetachedMeanCentered(CenteredLayer):
+    """The mean detached: gradients still flow, but the wrong ones (identity, not I - 1/N)."""
+
+    def forward(self, X):
+        return X - X.mean().detach()
+
+
+class ItemMeanCentered(CenteredLayer):
+    """The mean taken out as a Python float with .item()."""
+
+    def forward(self, X):
+        return X - X.mean().item()
+
+
+# -- wrong reduction axis or scope ----------------------------------------------
+
+
+class RowwiseCentered(CenteredLayer):
+    """Centers each row (last axis) instead of the whole tensor."""
+
+    def forward(self, X):
+        return X - X.mean(dim=-1, keepdim=True)
+
+
+class BatchwiseCentered(CenteredLayer):
+    """Centers over the first axis only."""
+
+    def forward(self, X):
+        return X - X.mean(dim=0)
+
+
+# -- activations ----------------------------------------------------------------
+
+
+class NoReluMyLinear(MyLinear):
+    """Missing activation."""
+
+    def forward(self, X):
+        return torch.matmul(X, self.weight) + self.bias
+
+
+class LeakyReluMyLinear(MyLinear):
+    """Substituted activation: leaky ReLU."""
+
+    def forward(self, X):
+        return F.leaky_relu(torch.matmul(X, self.weight) + self.bias, 0.01)
+
+
+class ExtraSigmoidBuiltin(MyLinearWithBuiltin):
+    """Extra activation after the ReLU."""
+
+    def forward(self, X):
+        return torch.sigmoid(F.relu(self.linear(X)))
+
+
+# -- parameters: bias, transposition, registration, initialization ---------------
+
+
+class NoBiasBuiltin(MyLinearWithBuiltin):
+    """Missing bias in the built-in variant."""
+
+    def forward(self, X):
+        return F.relu(F.linear(X, self.linear.weight))
+
+
+class TransposedMyLinear(MyLinear):
+    """F.linear on the (in_units, units) weight: X @ weight.T (fails unless square)."""
+
+    def forward(self, X):
+        return F.relu(F.linear(X, self.weight, self.bias))
+
+
+class FrozenBiasMyLinear(MyLinear):
+    """The bias frozen by mistake."""
+
+    def __init__(self, in_units, units, *, device=None, dtype=None):
+        super().__init__(in_units, units, device=device, dtype=dtype)
+        self.bias.requires_grad_(False)
+
+
+class UnregisteredBiasMyLinear(MyLinear):
+    """The bias a plain tensor attribute: .to(), state_dict and optimizers miss it."""
+
+    def __init__(self, in_units, units, *, device=None, dtype=None):
+        super().__init__(in_units, units, device=device, dtype=dtype)
+        del self.bias
+        self.bias = torch.randn(units, device=device, dtype=dtype)
+
+
+class ZeroInitMyLinear(MyLinear):
+    """Degenerate initialization: all weights zero."""
+
+    def __init__(self, in_units, units, *, device=None, dtype=None):
+        super().__init__(in_units, units, device=device, dtype=dtype)
+        nn.init.zeros_(self.weight)
+
+
+class ShrunkInitMyLinear(MyLinear):
+    """Initialized at 0.1 of the declared scale (a forgotten correction factor)."""
+
+    def __init__(self, in_units, units, *, device=None, dtype=None):
+        super().__init__(in_units, units, device=device, dtype=dtype)
+        with torch.no_grad():
+            self.weight.mul_(0.1)
+
+
+class IgnoresDtypeMyLinear(MyLinear):
+    """Ignores the dtype factory kwarg: parameters are always float32."""
+
+    def __init__(self, in_units, units, *, device=None, dtype=None):
+        super().__init__(in_units, units, device=device)
+
+
+# -- dtype drift -----------------------------------------------------------------
+
+
+class Float32CenteredLayer(CenteredLayer):
+    """Computes in float32 whatever the input (upcast or downcast)."""
+
+    def forward(self, X):
+        X = X.float()
+        return X - X.mean()
+
+
+class HalfPrecisionCentered(CenteredLayer):
+    """Computes in float16 and casts back: precision silently lost."""
+
+    def forward(self, X):
+        H = X.half()
+        return (H - H.mean()).to(X.dtype)
+
+
+# -- devices, in-place, batch, edge shapes ---------------------------------------
+
+
+class CpuZerosCentered(CenteredLayer):
+    """A tensor created on the CPU inside forward (breaks on any other device)."""
+
+    def forward(self, X):
+        return X - X.mean() + torch.zeros(X.shape, dtype=X.dtype)
+
+
+class InPlaceCentered(CenteredLayer):
+    """Subtracts the mean from the input in place."""
+
+    def forward(self, X):
+        return X.sub_(X.mean())
+
+
+class BatchNormalizedMyLinear(MyLinear):
+    """Couples the batch: subtracts the batch mean of the pre-activation."""
+
+    def forward(self, X):
+        linear = torch.matmul(X, self.weight) + self.bias
+        if linear.dim() > 1:
+            linear = linear - linear.mean(0)
+        return F.relu(linear)
+
+
+class MmMyLinear(MyLinear):
+    """torch.mm where torch.matmul is needed: only 2-d inputs work."""
+
+    def forward(self, X):
+        return F.relu(torch.mm(X, self.weight) + self.bias)
+
+
+class SqueezeMyLinear(MyLinear):
+    """X.squeeze(0): a batch of one loses its batch dimension."""
+
+    def forward(self, X):
+        return F.relu(torch.matmul(X.squeeze(0), self.weight) + self.bias)
+
+
+class UnbatchedNoBiasMyLinear(MyLinear):
+    """A special case for unbatched inputs that forgets the bias."""
+
+    def forward(self, X):
+        if X.dim() == 1:
+            return F.relu(torch.matmul(X, self.weight))
+        return super().forward(X)
+
+
+# -- offsets, overflow, randomness -----------------------------------------------
 
 
 class OffsetCentered(CenteredLayer):
@@ -33,35 +242,98 @@ class OffsetMyLinear(MyLinear):
         return super().forward(X) + 1e-3
 
 
-class NoReluMyLinear(MyLinear):
-    """Missing activation: the output can be negative."""
+class SumOverflowCentered(CenteredLayer):
+    """The mean as sum / count in the input's dtype: the float16 sum overflows."""
 
     def forward(self, X):
-        return torch.matmul(X, self.weight) + self.bias
+        return X - X.sum() / X.numel()
 
 
-class DetachedWeightBuiltin(MyLinearWithBuiltin):
-    """The weight read through .detach(): the numbers are right, the weight never learns."""
-
-    def forward(self, X):
-        return F.relu(F.linear(X, self.linear.weight.detach(), self.linear.bias))
-
-
-class NoBiasBuiltin(MyLinearWithBuiltin):
-    """Missing bias in the built-in variant."""
+class DropoutMyLinear(MyLinear):
+    """Dropout left on in train mode."""
 
     def forward(self, X):
-        return F.relu(F.linear(X, self.linear.weight))
+        return F.dropout(super().forward(X), p=0.5, training=self.training)
 
 
-TEXTBOOK = mutant(my_linear_spec, TextbookMyLinear)
+TEXTBOOK = Mutant(
+    "detached tensors (.data)",
+    dataclasses.replace(my_linear_spec, name="TextbookMyLinear", module=TextbookMyLinear),
+    frozenset({"gradient_flow", "gradients_match_finite_differences"}),
+)
 
-# mutant spec -> the properties expected to catch it
-CORE_MUTANTS = {
-    TEXTBOOK: {"gradient_flow"},
-    mutant(centered_spec, OffsetCentered): {"zero_mean_after_centering", "matches_reference"},
-    mutant(my_linear_spec, OffsetMyLinear): {"matches_reference", "matches_equivalents"},
-    mutant(my_linear_spec, NoReluMyLinear): {"nonnegative_output", "matches_reference", "matches_equivalents"},
-    mutant(my_linear_with_builtin_spec, DetachedWeightBuiltin): {"gradient_flow"},
-    mutant(my_linear_with_builtin_spec, NoBiasBuiltin): {"matches_reference", "matches_equivalents"},
-}
+MUTANTS = [
+    TEXTBOOK,
+    _mutant("detached tensors (.detach())", my_linear_with_builtin_spec, DetachedWeightBuiltin,
+            "gradient_flow", "gradients_match_finite_differences"),
+    _mutant("detached tensors (.detach())", centered_spec, DetachedMeanCentered,
+            "gradients_match_finite_differences"),
+    _mutant("detached tensors (.item())", centered_spec, ItemMeanCentered,
+            "gradients_match_finite_differences", "runs_on_the_meta_device"),
+    _mutant("wrong reduction axis or scope", centered_spec, RowwiseCentered,
+            "matches_reference"),
+    _mutant("wrong reduction axis or scope", centered_spec, BatchwiseCentered,
+            "matches_reference"),
+    _mutant("missing activation", my_linear_spec, NoReluMyLinear,
+            "nonnegative_output", "relu_is_exact", "matches_reference", "matches_equivalents"),
+    _mutant("substituted activation", my_linear_spec, LeakyReluMyLinear,
+            "nonnegative_output", "relu_is_exact", "matches_reference"),
+    _mutant("extra activation", my_linear_with_builtin_spec, ExtraSigmoidBuiltin,
+            "relu_is_exact", "matches_reference", "matches_equivalents"),
+    _mutant("missing bias", my_linear_with_builtin_spec, NoBiasBuiltin,
+            "matches_reference", "matches_equivalents", "relu_is_exact"),
+    _mutant("transposed weights", my_linear_spec, TransposedMyLinear,
+            "matches_reference", "keeps_dtype_device_and_declared_shape"),
+    _mutant("frozen parameters", my_linear_spec, FrozenBiasMyLinear,
+            "declares_its_parameters"),
+    _mutant("unregistered parameters", my_linear_spec, UnregisteredBiasMyLinear,
+            "tensors_are_registered", "declares_its_parameters"),
+    _mutant("degenerate initialization", my_linear_spec, ZeroInitMyLinear,
+            "initialized_from_declared_distribution"),
+    _mutant("degenerate initialization", my_linear_spec, ShrunkInitMyLinear,
+            "initialized_from_declared_distribution"),
+    _mutant("dtype drift (factory kwargs ignored)", my_linear_spec, IgnoresDtypeMyLinear,
+            "honours_factory_kwargs"),
+    _mutant("dtype drift (up- or down-casting)", centered_spec, Float32CenteredLayer,
+            "keeps_dtype_device_and_declared_shape"),
+    _mutant("dtype drift (up- or down-casting)", centered_spec, HalfPrecisionCentered,
+            "matches_reference"),
+    _mutant("device hard-coding", centered_spec, CpuZerosCentered,
+            "runs_on_the_meta_device"),
+    _mutant("in-place modification of inputs", centered_spec, InPlaceCentered,
+            "leaves_its_input_alone"),
+    _mutant("batch coupling", my_linear_spec, BatchNormalizedMyLinear,
+            "samples_are_independent", "matches_reference"),
+    _mutant("special-casing of edge shapes (rank >= 3, unbatched)", my_linear_spec, MmMyLinear,
+            "matches_reference", "samples_are_independent"),
+    _mutant("special-casing of edge shapes (batch of one)", my_linear_spec, SqueezeMyLinear,
+            "keeps_dtype_device_and_declared_shape", "samples_are_independent"),
+    _mutant("special-casing of edge shapes (unbatched input)", my_linear_spec, UnbatchedNoBiasMyLinear,
+            "matches_reference", "samples_are_independent"),
+    _mutant("small constant offsets", centered_spec, OffsetCentered,
+            "matches_reference", "zero_mean_after_centering"),
+    _mutant("small constant offsets", my_linear_spec, OffsetMyLinear,
+            "matches_reference", "matches_equivalents", "relu_is_exact"),
+    _mutant("overflow in low precision", centered_spec, SumOverflowCentered,
+            "finite_output"),
+    _mutant("randomness left on in train mode", my_linear_spec, DropoutMyLinear,
+            "train_and_eval_agree", "matches_reference"),
+]
+
+
+def markdown_table() -> str:
+    """The README's table: bug class -> the properties that catch it (verified by tests)."""
+    rows: dict[str, set[str]] = {}
+    examples: dict[str, list[str]] = {}
+    for mutant in MUTANTS:
+        rows.setdefault(mutant.bug_class, set()).update(mutant.caught_by)
+        examples.setdefault(mutant.bug_class, []).append(mutant.spec.name)
+    lines = ["| bug class | mutants | caught by |", "|---|---|---|"]
+    for bug_class, props in rows.items():
+        caught = ", ".join(f"`{p}`" for p in sorted(props))
+        lines.append(f"| {bug_class} | {', '.join(examples[bug_class])} | {caught} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

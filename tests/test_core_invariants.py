@@ -5,7 +5,7 @@ import pytest
 
 from layers.specs import LESSON_SPECS
 from properties import check_layer, registered_properties
-from tests.mutants import CORE_MUTANTS, TEXTBOOK
+from tests.mutants import MUTANTS, TEXTBOOK
 
 CORE = ["zero_mean_after_centering", "matches_equivalents", "nonnegative_output", "gradient_flow"]
 
@@ -15,25 +15,23 @@ def test_correct_layers_pass_every_applicable_property(spec, gate_settings):
     check_layer(spec, settings=gate_settings)
 
 
-@pytest.mark.parametrize(
-    "spec, prop",
-    [(spec, prop) for spec, props in CORE_MUTANTS.items() for prop in sorted(props)],
-    ids=lambda v: getattr(v, "name", v),
-)
+CORE_PAIRS = [(m.spec, p) for m in MUTANTS for p in sorted(m.caught_by & set(CORE))]
+
+
+@pytest.mark.parametrize("spec, prop", CORE_PAIRS, ids=[f"{s.name}-{p}" for s, p in CORE_PAIRS])
 def test_broken_variant_is_caught(spec, prop, gate_settings):
     with pytest.raises(AssertionError):
         check_layer(spec, [prop], settings=gate_settings)
 
 
 def test_each_core_invariant_catches_some_mutant():
-    caught = set().union(*CORE_MUTANTS.values())
-    assert set(CORE) <= caught
+    assert set(CORE) <= {p for _, p in CORE_PAIRS}
     assert set(CORE) <= {p.name for p in registered_properties()}
 
 
 def test_textbook_failure_names_layer_parameters_and_minimal_example(gate_settings):
     with pytest.raises(AssertionError) as failure:
-        check_layer(TEXTBOOK, ["gradient_flow"], settings=gate_settings)
+        check_layer(TEXTBOOK.spec, ["gradient_flow"], settings=gate_settings)
     message = str(failure.value)
     notes = "\n".join(getattr(failure.value, "__notes__", []))
     assert "TextbookMyLinear" in message

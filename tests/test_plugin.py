@@ -21,8 +21,11 @@ register(centered_spec, dataclasses.replace(my_linear_spec, module=TextbookMyLin
 
 def test_textbook_forward_fails_the_gate_with_a_useful_message(pytester):
     pytester.makeconftest(TEXTBOOK_AS_MYLINEAR)
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--hypothesis-profile=ci")
-    result.assert_outcomes(failed=1, passed=6, skipped=3)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", "--hypothesis-profile=ci", "--properties",
+        "gradient_flow,matches_reference,matches_equivalents",
+    )
+    result.assert_outcomes(failed=1, passed=4, skipped=1)
     out = result.stdout.str()
     assert "FAILED conftest.py::test_gradient_flow[MyLinear]" in out
     assert "received no gradient: weight, bias" in out
@@ -36,8 +39,10 @@ def test_correct_layers_pass_and_not_applicable_properties_say_why(pytester):
     pytester.makeconftest(
         "from layers.specs import LESSON_SPECS\nfrom properties import register\nregister(*LESSON_SPECS)\n"
     )
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "-rs")
-    result.assert_outcomes(passed=11, skipped=4)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", "-rs", "--properties", "gradient_flow,nonnegative_output"
+    )
+    result.assert_outcomes(passed=5, skipped=1)
     result.stdout.fnmatch_lines(["*not applicable: CenteredLayer does not declare nonnegative_output*"])
 
 
@@ -65,6 +70,6 @@ def test_selection_narrows_the_gate(pytester):
     )
     result = pytester.runpytest_subprocess(
         "--layers", "MyLinear*", "--properties", "gradient_flow,matches_*", "--dtypes", "float64", "-p",
-        "no:cacheprovider",
+        "no:cacheprovider", "-m", "not variants",
     )
     result.assert_outcomes(passed=6)
