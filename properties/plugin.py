@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from properties import registry
+from properties import database, registry
 
 # -- Hypothesis profiles -------------------------------------------------------
 # dev: fast feedback while editing.  ci: deterministic (the same examples on
@@ -72,6 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAMES",
         help="comma-separated devices to draw: cpu,cuda,mps (default: all present)",
     )
+    database.add_options(group)
 
 
 @pytest.hookimpl(trylast=True)
@@ -87,6 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"Hypothesis profile {name!r} (from ${PROFILE_ENV} or $CI) is not registered; use dev, ci or nightly."
             ) from None
     config._layer_gate_selection = _Selection.from_options(config)  # type: ignore[attr-defined]
+    database.configure(config)
 
 
 class _Selection:
