@@ -15,9 +15,9 @@ from hypothesis import given, settings as Settings, strategies as st
 from properties.errors import SpecError
 from properties.registry import LayerProperty, registered_properties
 from properties.spec import LayerSpec
-from properties.strategies import LayerCase, layer_cases
+from properties.strategies import LayerCase, available_devices, layer_cases, seeded
 
-__all__ = ["check_layer", "check_property_once", "scaled_settings", "select", "spec_call"]
+__all__ = ["GlobalState", "check_layer", "check_property_once", "scaled_settings", "select", "spec_call", "why_not_run"]
 
 # What the run selected (``--dtypes``/``--devices``); None means everything.
 _selected: dict[str, tuple[Any, ...] | None] = {"dtypes": None, "devices": None}
@@ -57,14 +57,99 @@ def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCa
     )
 
 
+def why_not_run(prop: LayerProperty, spec: LayerSpec) -> str | None:
+    """Why ``prop`` cannot run on ``spec`` in this run (reported as the skip reason), or None."""
+    reason = prop.not_applicable_because(spec)
+    if reason:
+        return f"not applicable: {reason}"
+    wanted = [d for d in spec.dtypes if (prop.dtypes is None or d in prop.dtypes)]
+    selected = [d for d in wanted if _selected["dtypes"] is None or d in _selected["dtypes"]]
+    if not selected:
+        return (
+            f"not run: {spec.name} (field 'dtypes') supports {_names(spec.dtypes)}; "
+            f"{prop.name} needs {_names(prop.dtypes or spec.dtypes)}, the run selected {_names(_selected['dtypes'])}"
+        )
+    present = [d for d in available_devices() if d in spec.devices]
+    if _selected["devices"] is not None:
+        present = [d for d in present if d in _selected["devices"]]
+    if not present:
+        return (
+            f"not run: {spec.name} (field 'devices') supports {list(spec.devices)}; this machine has "
+            f"{list(available_devices())}, the run selected {list(_selected['devices'] or ['all'])}"
+        )
+    return None
+
+
+def _names(dtypes: Sequence[torch.dtype] | None) -> str:
+    return "all dtypes" if dtypes is None else ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+
+
 def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObject) -> None:
-    """Draw one example of ``spec`` for ``prop`` and check it."""
+    """Draw one example of ``spec`` for ``prop`` and check it, isolating torch's global state.
+
+    A failure's message starts with the property and the layer.  Whatever the
+    check or the layer does, torch's global state (default dtype, grad mode,
+    RNG state, deterministic-algorithms flag, thread count, anomaly mode) is
+    the same afterwards; a layer that changed any but the RNG state fails the
+    property (RNG use is legitimate, and the RNG is seeded per example).
+    """
     __tracebackhide__ = True
     case = data.draw(cases_for(prop, spec), label="example")
-    if prop.extra is None:
-        prop.check(case)
-    else:
-        prop.check(case, data.draw(prop.extra, label="extra"))
+    extra = None if prop.extra is None else data.draw(prop.extra, label="extra")
+    before = GlobalState.capture()
+    try:
+        # Seeded: whatever the check itself draws (gradcheck's random
+        # projections, an equivalent's initialization) replays exactly, and
+        # the global RNG state is restored afterwards.
+        with seeded(case.module_seed + 2):
+            prop.check(case) if prop.extra is None else prop.check(case, extra)
+    except AssertionError as failure:
+        text = str(failure).removeprefix(f"{spec.name}: ")
+        failure.args = (f"{prop.name} failed on {spec.name}: {text}", *failure.args[1:])
+        raise
+    finally:
+        changed = before.restore_and_diff()
+    if changed:
+        raise AssertionError(
+            f"{prop.name} failed on {spec.name}: running it changed torch's global state ({changed}); "
+            "a layer must not change process-wide settings (restored, so other tests are unaffected)"
+        )
+
+
+class GlobalState:
+    """A snapshot of torch's process-wide settings that a layer could disturb."""
+
+    def __init__(self) -> None:
+        self.default_dtype = torch.get_default_dtype()
+        self.grad_enabled = torch.is_grad_enabled()
+        self.rng_state = torch.default_generator.get_state()
+        self.deterministic = torch.are_deterministic_algorithms_enabled()
+        self.deterministic_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        self.threads = torch.get_num_threads()
+        self.anomaly = torch.is_anomaly_enabled()
+
+    capture = classmethod(lambda cls: cls())
+
+    def restore_and_diff(self) -> str:
+        """Put every setting back; describe those that had changed."""
+        now = GlobalState()
+        changed = []
+        for field, label in (
+            ("default_dtype", "default dtype"),
+            ("grad_enabled", "grad mode"),
+            ("deterministic", "deterministic algorithms"),
+            ("threads", "thread count"),
+            ("anomaly", "anomaly detection"),
+        ):
+            if getattr(now, field) != getattr(self, field):
+                changed.append(f"{label} {getattr(self, field)} -> {getattr(now, field)}")
+        torch.set_default_dtype(self.default_dtype)
+        torch.set_grad_enabled(self.grad_enabled)
+        torch.default_generator.set_state(self.rng_state)
+        torch.use_deterministic_algorithms(self.deterministic, warn_only=self.deterministic_warn_only)
+        torch.set_num_threads(self.threads)
+        torch.autograd.set_detect_anomaly(self.anomaly)
+        return "; ".join(changed)
 
 
 def check_layer(
@@ -84,7 +169,7 @@ def check_layer(
         if unknown:
             raise SpecError(f"unknown properties {unknown}; known: {[p.name for p in registered_properties()]}")
     for prop in chosen:
-        if prop.not_applicable_because(spec):
+        if why_not_run(prop, spec):
             continue
         test = _hypothesis_test(prop, spec)
         test = scaled_settings(prop, settings)(test)

@@ -1,0 +1,141 @@
+"""The end-of-run report: a property x layer matrix, in the terminal, Markdown and JSON.
+
+Registered by the plugin as a pytest plugin object.  Results come from
+``pytest_runtest_logreport``, which under xdist runs on the controller for
+every worker's reports, so the matrix always covers the whole run.  Each gate
+test carries ``("layer_gate", (layer, property))`` in its ``user_properties``,
+which xdist serializes along with the report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+KEY = "layer_gate"
+SYMBOL = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "config error": "CONFIG", "skipped": "skip"}
+
+
+class GateReport:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.results: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # -- gathering ---------------------------------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        cell = dict(report.user_properties).get(KEY)
+        if cell is None:
+            return
+        layer, prop = cell
+        entry = self.results.setdefault((layer, prop), {"outcome": "passed", "reason": "", "nodeid": report.nodeid})
+        if report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            entry.update(outcome="skipped", reason=reason.removeprefix("Skipped: "))
+        elif report.failed:
+            text = report.longreprtext
+            if "SpecError" in text:
+                outcome = "config error"
+            else:
+                outcome = "failed" if report.when == "call" else "error"
+            entry.update(outcome=outcome, reason=_first_line_of_failure(text))
+        entry["duration"] = entry.get("duration", 0.0) + report.duration
+
+    # -- writing -----------------------------------------------------------
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results or hasattr(self.config, "workerinput"):
+            return
+        terminalreporter.write_sep("=", "layer gate: property x layer")
+        for line in self.text_matrix():
+            terminalreporter.write_line(line)
+        md = self.config.getoption("report_md")
+        if md:
+            _write(Path(md), self.markdown())
+            terminalreporter.write_line(f"layer gate report (Markdown): {md}")
+        js = self.config.getoption("report_json")
+        if js:
+            _write(Path(js), json.dumps(self.as_json(), indent=2) + "\n")
+            terminalreporter.write_line(f"layer gate report (JSON): {js}")
+
+    def _axes(self) -> tuple[list[str], list[str]]:
+        layers = sorted({layer for layer, _ in self.results})
+        props = list(dict.fromkeys(prop for _, prop in sorted(self.results, key=lambda k: k[1])))
+        return layers, props
+
+    def _cell(self, layer: str, prop: str) -> str:
+        entry = self.results.get((layer, prop))
+        if entry is None:
+            return "-"
+        if entry["outcome"] == "skipped" and entry["reason"].startswith("not applicable"):
+            return "n/a"
+        return SYMBOL[entry["outcome"]]
+
+    def _notes(self) -> list[str]:
+        """Why each cell that is neither pass nor n/a is what it is."""
+        notes = []
+        for (layer, prop), entry in sorted(self.results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            if self._cell(layer, prop) not in ("pass", "n/a"):
+                notes.append(f"{prop} [{layer}] {SYMBOL[entry['outcome']]}: {entry['reason']}")
+        return notes
+
+    def rows(self) -> tuple[list[str], list[list[str]]]:
+        layers, props = self._axes()
+        return ["property", *layers], [[prop, *(self._cell(layer, prop) for layer in layers)] for prop in props]
+
+    def text_matrix(self) -> list[str]:
+        header, rows = self.rows()
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+        counts = self.counts()
+        lines.append(", ".join(f"{n} {k}" for k, n in counts.items() if n) + "  (n/a: the spec does not declare what the property needs)")
+        return lines + self._notes()
+
+    def markdown(self) -> str:
+        header, rows = self.rows()
+        lines = ["## Layer gate: property x layer", ""]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(f"`{r[0]}`" if i == 0 else c for i, c in enumerate(r)) + " |" for r in rows]
+        counts = self.counts()
+        lines += ["", ", ".join(f"{n} {k}" for k, n in counts.items() if n) + " (n/a: not applicable to the layer's spec)"]
+        notes = self._notes()
+        if notes:
+            lines += ["", *(f"- {note}" for note in notes)]
+        return "\n".join(lines) + "\n"
+
+    def counts(self) -> dict[str, int]:
+        counts = {name: 0 for name in ("pass", "FAIL", "ERROR", "CONFIG", "skip", "n/a")}
+        for layer, prop in self.results:
+            counts[self._cell(layer, prop)] += 1
+        return counts
+
+    def as_json(self) -> dict[str, Any]:
+        layers, props = self._axes()
+        return {
+            "layers": layers,
+            "properties": props,
+            "results": [
+                {"layer": layer, "property": prop, **entry, "cell": self._cell(layer, prop)}
+                for (layer, prop), entry in sorted(self.results.items())
+            ],
+        }
+
+
+def _first_line_of_failure(text: str) -> str:
+    for line in text.splitlines():
+        if " failed on " in line or "SpecError" in line:
+            return line.strip().lstrip("E|+ ").strip()[:300]
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("E ") and len(stripped) > 2:
+            return stripped[2:].strip()[:300]
+    return text.strip().splitlines()[-1][:300] if text.strip() else ""
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
