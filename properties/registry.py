@@ -115,12 +115,13 @@ class LayerProperty:
     description: str = ""
 
     def not_applicable_because(self, spec: Any) -> str | None:
-        """Why this property cannot run on ``spec``, or None if it can."""
+        """Why this property does not apply to ``spec`` (a fact it needs is not declared), or None.
+
+        Dtypes and devices are the run's business: see ``runner.why_not_run``.
+        """
         missing = [field for field in self.requires if not getattr(spec, field)]
         if missing:
             return f"{spec.name} does not declare {', '.join(missing)}"
-        if self.dtypes is not None and not set(self.dtypes) & set(spec.dtypes):
-            return f"{spec.name} supports none of the dtypes {self.name} needs"
         return None
 
 

@@ -104,11 +104,16 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObjec
         with seeded(case.module_seed + 2):
             prop.check(case) if prop.extra is None else prop.check(case, extra)
     except AssertionError as failure:
+        changed = before.restore_and_diff()
         text = str(failure).removeprefix(f"{spec.name}: ")
+        if changed:
+            text += f" (forward also changed torch's global state: {changed}; restored)"
         failure.args = (f"{prop.name} failed on {spec.name}: {text}", *failure.args[1:])
         raise
-    finally:
-        changed = before.restore_and_diff()
+    except BaseException:
+        before.restore_and_diff()
+        raise
+    changed = before.restore_and_diff()
     if changed:
         raise AssertionError(
             f"{prop.name} failed on {spec.name}: running it changed torch's global state ({changed}); "

@@ -9,6 +9,7 @@ how often that happened.  One module per family; the family is the marker.
 """
 
 from properties.catalogue import (  # noqa: F401  (importing registers them)
+    configuration,
     behaviour,
     gradients,
     initialization,

@@ -127,7 +127,8 @@ def relu_is_exact(case: LayerCase) -> None:
     out = forward(case, module, x)
     with torch.no_grad():
         pre = spec_call(case.spec, "relu_of", case.spec.relu_of, module, x)
-    want = torch.where(pre > 0, pre, torch.zeros_like(pre))
+    # relu passes NaN through (NaN > 0 is false, yet relu(NaN) is NaN).
+    want = torch.where((pre > 0) | pre.isnan(), pre, torch.zeros_like(pre))
     if out.shape != want.shape:
         raise AssertionError(f"{case.spec.name}: output shape {tuple(out.shape)}, pre-activation {tuple(pre.shape)}")
     wrong = ~((out == want) | (out.isnan() & want.isnan()))
@@ -155,3 +156,48 @@ def finite_output(case: LayerCase) -> None:
             f"{case.spec.name}: {int(bad.sum())} / {out.numel()} outputs are inf/NaN where the exact result "
             f"fits {case.dtype}; at {i}: computed {out[tuple(i)].item()!r}, exact {expected.value[tuple(i)].item()!r}"
         )
+
+
+def _degenerate(case: LayerCase, kind: str) -> torch.Tensor | None:
+    """The drawn input turned into a degenerate one of ``kind``, or None if the spec rules it out."""
+    x = case.make_input()
+    event = case.spec.event_shape(case.constructor_args)
+    batch = x.dim() - len(event)
+    if kind == "empty":
+        if batch == 0 or not case.spec.allows_empty:
+            return None
+        return x.new_empty((0, *x.shape[1:]))
+    if kind == "single element":
+        return x.new_full((1,) * batch + event, 1.5)
+    if kind == "all equal":
+        return torch.full_like(x, x.flatten()[0].item() if x.numel() else 1.5)
+    info = torch.finfo(case.dtype)
+    edges = torch.tensor([info.max, -info.max, info.tiny, -info.tiny, 0.0], dtype=torch.float64)
+    generator = torch.Generator().manual_seed(case.input_recipe.seed)
+    pick = torch.randint(len(edges), x.shape, generator=generator)
+    return edges[pick].to(dtype=case.dtype, device=case.device)
+
+
+@layer_property(
+    family="robustness",
+    requires=("reference",),
+    extra=st.sampled_from(["empty", "single element", "all equal", "dtype limits"]),
+)
+def handles_degenerate_inputs(case: LayerCase, kind: str) -> None:
+    """Empty batches, a single element, all-equal values and values at the dtype's
+    limits give what the reference says (the mean of an empty tensor is NaN)."""
+    __tracebackhide__ = True
+    x = _degenerate(case, kind)
+    if x is None:
+        event(f"degenerate: {kind} ruled out by the spec")
+        return
+    module = case.build()
+    try:
+        out = forward(case, module, x)
+    except Exception as error:
+        raise AssertionError(
+            f"{case.spec.name}: forward raised {type(error).__name__} on a degenerate input ({kind}, "
+            f"shape {tuple(x.shape)}): {error}"
+        ) from None
+    expected = reference(case, module, x)
+    tolerances.assert_within_bound(out, expected, what=f"{case.spec.name} on a degenerate input ({kind}, shape {tuple(x.shape)})")

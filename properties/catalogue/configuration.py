@@ -1,0 +1,83 @@
+"""Is the spec itself usable?  A misconfigured spec is reported as a SpecError
+naming the field, so it is never mistaken for a broken layer.
+
+This runs on a *typical* input built from the drawn example (one batch
+dimension of two samples where the spec allows it, ordinary values), which
+any layer matching its spec must accept.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from properties import tolerances
+from properties.errors import SpecError
+from properties.registry import layer_property
+from properties.runner import spec_call
+from properties.strategies import LayerCase
+
+
+def typical_input(case: LayerCase) -> torch.Tensor:
+    low, high = case.spec.batch_dims
+    batch = (2,) * min(max(low, 1), high)
+    shape = (*batch, *case.spec.event_shape(case.constructor_args))
+    generator = torch.Generator().manual_seed(case.input_recipe.seed)
+    return torch.randn(shape, generator=generator).to(dtype=case.dtype, device=case.device)
+
+
+@layer_property(family="spec", regimes=("ordinary",), max_splices=0)
+def spec_is_usable(case: LayerCase) -> None:
+    """The spec builds the layer, describes inputs it accepts, and its reference,
+    equivalents, relu_of and parameter_init fit the layer."""
+    __tracebackhide__ = True
+    spec, args = case.spec, dict(case.constructor_args)
+    module = case.build()
+    x = typical_input(case)
+    try:
+        with torch.no_grad():
+            out = case.run(module, x)
+    except Exception as error:
+        raise SpecError(
+            f"LayerSpec {spec.name!r}, fields 'input_event_shape'/'batch_dims': the layer rejects a typical "
+            f"input of shape {tuple(x.shape)} ({case.dtype}) for constructor arguments {args}: "
+            f"{type(error).__name__}: {error}. Describe the inputs the layer takes; if the spec is right, "
+            "the layer cannot take its most ordinary input."
+        ) from None
+    if not isinstance(out, torch.Tensor):
+        raise SpecError(f"LayerSpec {spec.name!r}: forward returned {type(out).__name__}; the gate checks layers returning one tensor.")
+    if spec.reference is not None:
+        with torch.no_grad():
+            expected = spec_call(spec, "reference", spec.reference, module, tolerances.exact(x))
+        if not isinstance(expected, tolerances.Bounded):
+            raise SpecError(
+                f"LayerSpec {spec.name!r}, field 'reference' returned {type(expected).__name__}; build it from "
+                "properties.tolerances operations (exact, linear, mean, subtract, relu, ...) so it returns a Bounded."
+            )
+        if tuple(expected.value.shape) != tuple(out.shape):
+            raise SpecError(
+                f"LayerSpec {spec.name!r}, field 'reference' gives shape {tuple(expected.value.shape)} for an input "
+                f"of shape {tuple(x.shape)}, the layer {tuple(out.shape)}: the reference computes something else."
+            )
+    for name, make in spec.equivalents.items():
+        twin = spec_call(spec, "equivalents", make, module)
+        with torch.no_grad():
+            twin_out = spec_call(spec, "equivalents", twin, x)
+        if tuple(twin_out.shape) != tuple(out.shape):
+            raise SpecError(
+                f"LayerSpec {spec.name!r}, field 'equivalents': {name!r} gives shape {tuple(twin_out.shape)}, "
+                f"the layer {tuple(out.shape)}."
+            )
+    if spec.relu_of is not None:
+        with torch.no_grad():
+            pre = spec_call(spec, "relu_of", spec.relu_of, module, x)
+        if tuple(pre.shape) != tuple(out.shape):
+            raise SpecError(
+                f"LayerSpec {spec.name!r}, field 'relu_of' gives shape {tuple(pre.shape)}, the layer {tuple(out.shape)}."
+            )
+    held = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+    unknown = sorted(set(spec.parameter_init) - set(held))
+    if unknown:
+        raise SpecError(
+            f"LayerSpec {spec.name!r}, field 'parameter_init' names {unknown}, which the layer does not have "
+            f"(it has {sorted(held)})."
+        )

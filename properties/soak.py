@@ -1,0 +1,62 @@
+"""The soak command: the whole gate under many seeds, to show it raises no false alarms.
+
+    python -m properties.soak                      # 20 seeds of the ci example count, 3 nightly seeds
+    python -m properties.soak --seeds 5 --nightly-seeds 0 -- conftest.py -n auto
+
+Each run is ``pytest <args> --hypothesis-profile=soak|nightly --hypothesis-seed=N``
+(``soak`` is the ``ci`` profile's example count, not derandomized and without
+the example database, so every seed explores different examples).  It prints
+one line per run and a summary, and exits non-zero if any run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m properties.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=20, help="runs with the soak profile (ci's example count)")
+    parser.add_argument("--nightly-seeds", type=int, default=3, help="runs with the nightly profile")
+    parser.add_argument("--first-seed", type=int, default=1, help="seeds are first-seed, first-seed + 1, ...")
+    parser.add_argument("pytest_args", nargs="*", default=None, help="pytest arguments (default: conftest.py -n auto)")
+    options = parser.parse_args(argv)
+    pytest_args = options.pytest_args or ["conftest.py", "-n", "auto"]
+    runs = [("soak", options.first_seed + i) for i in range(options.seeds)]
+    runs += [("nightly", options.first_seed + i) for i in range(options.nightly_seeds)]
+    failed_runs = 0
+    totals = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
+    started = time.perf_counter()
+    for profile, seed in runs:
+        command = [
+            sys.executable, "-m", "pytest", *pytest_args, "-q", "-p", "no:cacheprovider",
+            f"--hypothesis-profile={profile}", f"--hypothesis-seed={seed}",
+        ]
+        began = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", result.stdout)}
+        for key in totals:
+            totals[key] += counts.get(key, 0)
+        ok = result.returncode == 0
+        failed_runs += not ok
+        print(
+            f"{profile:8} seed {seed:4}: {'ok  ' if ok else 'FAIL'} "
+            f"{counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, {counts.get('skipped', 0)} skipped "
+            f"in {time.perf_counter() - began:.0f} s",
+            flush=True,
+        )
+        if not ok:
+            print("\n".join(result.stdout.splitlines()[-40:]), flush=True)
+    print(
+        f"soak: {len(runs)} runs, {failed_runs} failed; {totals['passed']} tests passed, {totals['failed']} failed, "
+        f"{totals['error']} errors in {time.perf_counter() - started:.0f} s"
+    )
+    return 1 if failed_runs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
