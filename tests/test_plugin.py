@@ -73,3 +73,11 @@ def test_selection_narrows_the_gate(pytester):
         "no:cacheprovider", "-m", "not variants",
     )
     result.assert_outcomes(passed=6)
+
+
+def test_the_plugin_costs_nothing_in_a_project_without_layers(pytester):
+    # Installed plugins load in every pytest run of the environment: this one
+    # must not import torch (about a second) unless layers are registered.
+    pytester.makepyfile("def test_plain():\n    import sys\n    assert 'torch' not in sys.modules\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
