@@ -32,12 +32,13 @@ fails during the run gives an :class:`ExampleDatabaseWarning` and the run goes
 on with the local database: no crash, and no test skipped.
 
 Hypothesis uses no database at all under a derandomized profile (the ``ci``
-profile here): the shared store is for the profiles that search, ``dev`` and
-``nightly``.  Asking for it under ``ci`` gives a warning, and the run is
-unchanged.
+profile here) or with ``--hypothesis-seed``: the shared store is for the
+profiles that search, ``dev`` and ``nightly``.  Asking for it in such a run
+gives a warning, and the run is otherwise unchanged.
 
-The database is installed as a derived Hypothesis profile
-(``<profile>-with-example-db``) of the profile loaded at configure time.
+The database, ``MultiplexedDatabase(local, Guarded(shared))``, is installed as
+a derived Hypothesis profile (``<profile>-with-example-db``) of the profile
+loaded at configure time; the pytest header names it.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ class Selection:
         """The shared store for humans: no password, access and namespace."""
         if self.kind == "local":
             return "local"
-        access = "read-only" if self.readonly or self.kind == "github" else "read-write"
+        if self.kind == "github":  # the artifact's keys are the repository's own
+            return f"{self.url} (read-only)"
+        access = "read-only" if self.readonly else "read-write"
         return f"{_redact(self.url)} ({access}, namespace {self.namespace!r})"
 
 
@@ -152,15 +155,15 @@ def configure(config: pytest.Config) -> None:
     parent = settings.get_profile(current)
     unused = f"--example-db={_redact(selection.url)} is not used in this run: "
     if parent.derandomize:
-        why = (
-            f"the Hypothesis profile {current!r} is derandomized, and Hypothesis then uses no example database "
-            "at all. Share examples from runs under a profile that searches (--hypothesis-profile=dev or nightly)."
-        )
+        why = f"the Hypothesis profile {current!r} is derandomized, and Hypothesis then uses no example database."
         if os.environ.get("CI") and not current.startswith("ci"):
             why += (
-                " With $CI set, Hypothesis loads its own derandomized 'ci' profile on import, and a profile "
-                "registered without derandomize=False inherits it."
+                " Here that comes from $CI: Hypothesis then loads its own derandomized 'ci' profile on import, and "
+                "a profile registered without derandomize=False inherits it. Run without CI set (env -u CI pytest "
+                "...), or register the profile with derandomize=False."
             )
+        else:
+            why += " Share examples from runs under a profile that searches (--hypothesis-profile=dev or nightly)."
         _config_warning(config, unused + why)
         return
     if config.getoption("hypothesis_seed", None) is not None:
@@ -230,14 +233,32 @@ def _redis(selection: Selection) -> ExampleDatabase:
         client = redis.Redis.from_url(
             selection.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SOCKET_TIMEOUT
         )
-        client.ping()
+        try:
+            client.ping()
+        except redis.ResponseError:
+            pass  # the server answered (a user without +ping): reachable
     except (redis.RedisError, OSError, ValueError) as error:
         raise _Unavailable(f"cannot reach the server ({type(error).__name__}: {_redact_text(error)})") from None
-    return RedisExampleDatabase(
-        client,
+    options = dict(
         key_prefix=f"{selection.namespace}:hypothesis-example:".encode(),
         listener_channel=f"{selection.namespace}:hypothesis-changes",
     )
+    if not selection.readonly:
+        return RedisExampleDatabase(client, **options)
+
+    class ReadOnlyRedisExampleDatabase(RedisExampleDatabase):
+        """Fetch with SMEMBERS alone.
+
+        Hypothesis' fetch also refreshes the key's expiry (EXPIRE, a write), so
+        a read-only job could not use a Redis user that the server limits to
+        reading.  --example-db-readonly stops the gate from writing; credentials
+        that can only read (an ACL user with +smembers) stop the code under test.
+        """
+
+        def fetch(self, key: bytes) -> Iterable[bytes]:
+            yield from self.redis.smembers(self._prefix + key)
+
+    return ReadOnlyDatabase(ReadOnlyRedisExampleDatabase(client, **options))
 
 
 def _github(selection: Selection) -> ExampleDatabase:

@@ -92,11 +92,10 @@ class LayerProperty:
 
     ``requires`` names LayerSpec fields that must be set (truthy) for the
     property to apply; ``family`` becomes a pytest marker; ``dtypes`` and
-    ``regimes`` narrow what examples are drawn (None: everything the spec and
-    the run allow); ``limit`` caps input magnitudes: a number, or
-    ``"moderate"`` for about the square root of the dtype's range, for checks
-    (such as finite gradients) whose exact answer could legitimately
-    overflow on larger inputs.  ``extra`` is a
+    ``values`` (a ``ValueDomain``) narrow what examples are drawn (None:
+    everything the spec and the run allow), for checks such as finite
+    gradients whose exact answer could legitimately overflow on huge inputs.
+    ``extra`` is a
     strategy for one more value the check receives as its second argument.
     ``examples_scale`` scales the profile's example count for expensive
     checks (compilation), keeping at least 2.
@@ -107,9 +106,7 @@ class LayerProperty:
     family: str
     requires: tuple[str, ...] = ()
     dtypes: tuple[Any, ...] | None = None
-    regimes: tuple[str, ...] = ALL_REGIMES
-    max_splices: int = 3
-    limit: float | str | None = None
+    values: Any = None  # properties.strategies.ValueDomain
     extra: Any = None
     examples_scale: float = 1.0
     description: str = ""
@@ -133,17 +130,22 @@ def layer_property(
     regimes: Iterable[str] = ALL_REGIMES,
     max_splices: int = 3,
     limit: float | str | None = None,
+    sparse: bool = True,
     extra: Any = None,
     examples_scale: float = 1.0,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Register ``check(case)`` (``check(case, extra)`` with ``extra=``) as a property.
 
-    Its docstring's first line is its description.
+    Its docstring's first line is its description.  ``regimes``,
+    ``max_splices``, ``limit`` and ``sparse`` make its ``ValueDomain``.
     """
-    requires, regimes = tuple(requires), tuple(regimes)
-    unknown = sorted(set(regimes) - set(ALL_REGIMES))
-    if unknown:
-        raise SpecError(f"layer_property regimes {unknown} are unknown; choose from {ALL_REGIMES}.")
+    from properties.strategies import ValueDomain
+
+    requires = tuple(requires)
+    try:
+        values = ValueDomain(tuple(regimes), max_splices, limit, sparse)
+    except Exception as error:
+        raise SpecError(f"layer_property: {error}") from None
     if not family.isidentifier():
         raise SpecError(f"layer_property family {family!r} must be usable as a marker name (an identifier).")
 
@@ -163,9 +165,7 @@ def layer_property(
             family=family,
             requires=requires,
             dtypes=None if dtypes is None else tuple(dtypes),
-            regimes=regimes,
-            max_splices=max_splices,
-            limit=limit,
+            values=values,
             extra=extra,
             examples_scale=examples_scale,
             description=(check.__doc__ or "").strip().split("\n")[0],

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 KEY = "layer_gate"
-SYMBOL = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "config error": "CONFIG", "skipped": "skip"}
+SYMBOL = {
+    "passed": "pass",
+    "failed": "FAIL",
+    "error": "ERROR",
+    "config error": "CONFIG",
+    "skipped": "skip",
+    "xfail": "xfail",
+}
 
 
 class GateReport:
@@ -32,7 +39,9 @@ class GateReport:
             return
         layer, prop = cell
         entry = self.results.setdefault((layer, prop), {"outcome": "passed", "reason": "", "nodeid": report.nodeid})
-        if report.skipped:
+        if hasattr(report, "wasxfail"):
+            entry.update(outcome="xfail", reason=report.wasxfail or "expected to fail")
+        elif report.skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
             entry.update(outcome="skipped", reason=reason.removeprefix("Skipped: "))
         elif report.failed:
@@ -108,7 +117,7 @@ class GateReport:
         return "\n".join(lines) + "\n"
 
     def counts(self) -> dict[str, int]:
-        counts = {name: 0 for name in ("pass", "FAIL", "ERROR", "CONFIG", "skip", "n/a")}
+        counts = {name: 0 for name in (*SYMBOL.values(), "n/a")}
         for layer, prop in self.results:
             counts[self._cell(layer, prop)] += 1
         return counts

@@ -51,9 +51,7 @@ def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCa
         spec,
         only_dtypes=only_dtypes,
         only_devices=_selected["devices"],
-        regimes=prop.regimes,
-        max_splices=prop.max_splices,
-        limit=prop.limit,
+        values=prop.values,
     )
 
 

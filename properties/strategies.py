@@ -27,6 +27,7 @@ from properties.spec import DEVICES, FLOAT_DTYPES, LayerSpec
 __all__ = [
     "LayerCase",
     "TensorRecipe",
+    "ValueDomain",
     "available_devices",
     "devices",
     "dtypes",
@@ -109,6 +110,30 @@ def _finite_floats(dtype: torch.dtype) -> st.SearchStrategy[float]:
     width = {torch.float16: 16, torch.float64: 64}.get(dtype, 32)
     # bfloat16 has float32's range: drawn as float32, rounded on the way in (clamped there).
     return st.floats(min_value=-info.max, max_value=info.max, width=width, allow_nan=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueDomain:
+    """Which input values a property's examples draw (all of them by default).
+
+    ``regimes``: value regimes; ``max_splices``: explicitly drawn elements
+    spliced in (special values); ``limit``: a cap on magnitudes, a number or
+    ``"moderate"`` (about the square root of the dtype's range, see
+    ``moderate_limit``); ``sparse``: whether random regimes may keep only a
+    few elements (the rest exact zeros).
+    """
+
+    regimes: tuple[str, ...] = ALL_REGIMES
+    max_splices: int = 3
+    limit: float | str | None = None
+    sparse: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.regimes) - set(ALL_REGIMES))
+        if not self.regimes or unknown:
+            raise InvalidArgument(f"ValueDomain(regimes={self.regimes!r}): choose from {ALL_REGIMES}.")
+        if not (self.limit is None or self.limit == "moderate" or (isinstance(self.limit, (int, float)) and self.limit > 0)):
+            raise InvalidArgument(f"ValueDomain(limit={self.limit!r}): a positive number, 'moderate' or None.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,10 +230,13 @@ def tensor_recipes(
     regimes: Sequence[str] = ALL_REGIMES,
     max_splices: int = 3,
     limit: float | None = None,
+    sparse: bool = True,
 ) -> TensorRecipe:
-    """Draw a recipe: up to ``max_splices`` spliced elements, then regime, scale and seed.
+    """Draw a recipe: regime, scale, support and seed, then up to ``max_splices`` spliced elements.
 
-    ``limit`` caps magnitudes (default: the dtype's largest finite number).
+    ``limit`` caps magnitudes (default: the dtype's largest finite number);
+    ``sparse=False`` keeps every element of a random regime (no exact zeros
+    but by chance).
     """
     shape = tuple(shape)
     regimes = tuple(regimes)
@@ -233,10 +261,10 @@ def tensor_recipes(
         # Mostly every element is drawn (levels 1-3); level 0, the simplest,
         # keeps only ``support`` of them, so that a failing example can shrink
         # to a single non-zero element instead of a dense random tensor.
-        if numel:
-            sparse = draw(st.integers(0, 3)) == 0
+        if numel and sparse:
+            keep_few = draw(st.integers(0, 3)) == 0
             count = draw(st.integers(1, numel))
-            support = count if sparse else None
+            support = count if keep_few else None
         seed = draw(st.integers(0, 2**32 - 1))
     splices: list[tuple[int, float]] = []
     if numel and max_splices:
@@ -360,15 +388,12 @@ def layer_cases(
     *,
     only_dtypes: Sequence[torch.dtype] | None = None,
     only_devices: Sequence[str] | None = None,
-    regimes: Sequence[str] = ALL_REGIMES,
-    max_splices: int = 3,
-    limit: float | str | None = None,
+    values: ValueDomain = ValueDomain(),
 ) -> LayerCase:
     """Examples for ``spec``: constructor arguments, dtype, device, input shape and values.
 
     ``only_dtypes``/``only_devices`` narrow what the spec supports (the
-    result must not be empty); ``limit`` caps input magnitudes: a number, or
-    ``"moderate"`` for ``moderate_limit(dtype)``.
+    result must not be empty); ``values`` narrows the input values.
     """
     allowed_dtypes = [d for d in spec.dtypes if only_dtypes is None or d in only_dtypes]
     if not allowed_dtypes:
@@ -391,8 +416,13 @@ def layer_cases(
     )
     recipe = draw(
         tensor_recipes(
-            shape=shape, dtype=dtype, device=device, regimes=regimes, max_splices=max_splices,
-            limit=moderate_limit(dtype) if limit == "moderate" else limit,
+            shape=shape,
+            dtype=dtype,
+            device=device,
+            regimes=values.regimes,
+            max_splices=values.max_splices,
+            limit=moderate_limit(dtype) if values.limit == "moderate" else values.limit,
+            sparse=values.sparse,
         )
     )
     module_seed = draw(st.integers(0, 2**31 - 2))

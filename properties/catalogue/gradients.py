@@ -13,8 +13,10 @@ from properties.strategies import LayerCase
 # Where finite differences are meaningful: gradcheck steps by 1e-6 and
 # allows an error of 1e-5 + 1e-3 * |gradient|; the rounding error of a
 # difference quotient grows like |output| * 1e-16 / 1e-6, so inputs stay
-# below 2**8 and no extremes are spliced in.
-_SMOOTH = dict(regimes=("zeros", "constant", "ordinary"), max_splices=0, limit=2.0**8)
+# below 2**8 and no extremes are spliced in.  Dense random values only: an
+# exact zero (or any constant) may sit on a kink such as relu's at 0, where
+# the central difference (slope 1/2) and autograd (0) legitimately differ.
+_SMOOTH = dict(regimes=("ordinary",), max_splices=0, limit=2.0**8, sparse=False)
 
 
 @layer_property(family="gradients", regimes=("zeros", "constant", "ordinary", "tiny"), limit="moderate")
@@ -81,7 +83,7 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
         except GradcheckError as error:
             raise AssertionError(
                 f"{case.spec.name}: the gradient with respect to {label} disagrees with finite differences "
-                f"(a detached or mis-derived part of forward?): {str(error).splitlines()[0]}"
+                f"(a detached or mis-derived part of forward?): {_summary(error)}"
             ) from None
     all_leaves = tuple(leaf.clone().requires_grad_(True) for leaf in leaves)
     try:
@@ -89,5 +91,10 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
     except GradcheckError as error:
         raise AssertionError(
             f"{case.spec.name}: second derivatives disagree with finite differences of the gradient "
-            f"({', '.join(labels)}): {str(error).splitlines()[0]}"
+            f"({', '.join(labels)}): {_summary(error)}"
         ) from None
+
+
+def _summary(error: Exception) -> str:
+    """gradcheck's message without its long advice: what mismatched, numerical vs analytical."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())[:600]

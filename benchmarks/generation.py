@@ -1,0 +1,157 @@
+"""Tensor generation: throughput of three strategies, and what each shrinks to.
+
+Throughput: each strategy draws its shape from the *same* shape strategy (2-d,
+sides 1..N) and is run by a ``@given`` test whose body only records the time.
+The floor draws that shape and nothing else: it is what Hypothesis itself
+costs per example.  Rates are steady-state: (n - 1) examples over the time
+from the first to the last call of the body, so Hypothesis' per-run start-up
+is left out and everything per example (engine, drawing, materializing) is in.
+Rounds are interleaved (every strategy and size once per round) and the best
+round is kept, so all strategies see the same machine conditions.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from hypothesis import HealthCheck, Phase, find, given, settings, strategies as st
+
+from properties.strategies import tensors
+
+SIDES = (8, 64, 256)
+FLOOR, PROJECT, PROJECT_1T, ARRAYS = (
+    "shape only (floor)",
+    "project `tensors()`",
+    "project `tensors()`, torch 1 thread",
+    "`arrays` + `from_numpy`",
+)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` intra-op threads (None: leave torch's setting alone)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclasses.dataclass
+class Rate:
+    examples: int = 0
+    per_second: float = 0.0
+
+
+def measure(strategy: st.SearchStrategy[Any], examples: int) -> Rate:
+    """Steady-state examples per second of a do-nothing ``@given`` test."""
+    stamps: list[float] = []
+
+    @settings(
+        max_examples=examples,
+        database=None,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def body(value: Any) -> None:
+        stamps.append(time.perf_counter())
+
+    body()
+    if len(stamps) < 2:
+        return Rate(len(stamps), 0.0)
+    return Rate(len(stamps), (len(stamps) - 1) / (stamps[-1] - stamps[0]))
+
+
+def strategies_for(side: int) -> dict[str, tuple[st.SearchStrategy[Any], int | None]]:
+    """name -> (strategy, torch thread count or None), all over one shared shape strategy."""
+    import numpy as np
+    from hypothesis.extra.numpy import arrays
+
+    shape = st.tuples(st.integers(1, side), st.integers(1, side))
+    project = tensors(shape=shape, dtype=torch.float32)
+    return {
+        FLOOR: (shape, None),
+        PROJECT: (project, None),
+        ARRAYS: (arrays(np.float32, shape).map(torch.from_numpy), None),
+        # Diagnostic: the same strategy with torch's intra-op parallelism off
+        # (large fills and clamps parallelize; on a loaded machine that costs).
+        PROJECT_1T: (project, 1),
+    }
+
+
+def throughput(examples: int, rounds: int, log: Callable[[str], None]) -> dict[int, dict[str, Rate]]:
+    """Best-of-``rounds`` rate of each strategy at each maximum side."""
+    cases = {side: strategies_for(side) for side in SIDES}
+    for side, named in cases.items():  # warm-up: imports, caches, first-draw costs
+        for strategy, threads in named.values():
+            with torch_threads(threads):
+                measure(strategy, 5)
+    best: dict[int, dict[str, Rate]] = {side: {} for side in SIDES}
+    for round_ in range(rounds):
+        for side, named in cases.items():
+            for name, (strategy, threads) in named.items():
+                with torch_threads(threads):
+                    rate = measure(strategy, examples)
+                if rate.per_second > best[side].get(name, Rate()).per_second:
+                    best[side][name] = rate
+        log(f"  generation round {round_ + 1}/{rounds} done")
+    return best
+
+
+def shrinking_strategies() -> dict[str, st.SearchStrategy[torch.Tensor]]:
+    import numpy as np
+    from hypothesis.extra.numpy import arrays
+
+    shape = (3, 4)
+    return {
+        PROJECT: tensors(shape=shape, dtype=torch.float32),
+        "`arrays` (default float32 elements) + `from_numpy`": arrays(np.float32, shape).map(torch.from_numpy),
+        "`arrays` (`elements=floats(-10, 10, width=32)`) + `from_numpy`": arrays(
+            np.float32, shape, elements=st.floats(-10, 10, width=32)
+        ).map(torch.from_numpy),
+    }
+
+
+@dataclasses.dataclass
+class Shrunk:
+    nonzeros: list[int]
+    typical: str
+    typical_count: int
+    seconds: float
+
+
+def _values(tensor: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in tensor.flatten().tolist()) + "]"
+
+
+def shrinking(seeds: int) -> dict[str, Shrunk]:
+    """``find`` a 3x4 float32 tensor with some element > 5, once per seed, for each strategy."""
+    results = {}
+    for name, strategy in shrinking_strategies().items():
+        nonzeros, shown = [], collections.Counter()
+        start = time.perf_counter()
+        for seed in range(seeds):
+            found = find(
+                strategy,
+                lambda t: bool((t > 5).any()),
+                settings=settings(database=None, deadline=None, max_examples=1000),
+                random=random.Random(seed),
+            )
+            nonzeros.append(int(torch.count_nonzero(found)))
+            shown[_values(found)] += 1
+        typical, count = shown.most_common(1)[0]
+        results[name] = Shrunk(nonzeros, typical, count, time.perf_counter() - start)
+    return results

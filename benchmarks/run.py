@@ -1,0 +1,303 @@
+"""Measure the framework side by side in one run and print Markdown tables.
+
+    python -m benchmarks.run                  # the full run (about 5 minutes on 2 cores)
+    python -m benchmarks.run --quick          # tiny counts, no gate timing: a smoke run
+    python -m benchmarks.run --output FILE    # also write the Markdown to FILE
+    python -m benchmarks.run --update-readme  # also replace README.md's Performance section
+
+1. tensors per second of the project's strategy, of the shape-only floor and
+   of ``hypothesis.extra.numpy.arrays`` + ``torch.from_numpy``, at float32
+   shapes up to 8x8, 64x64 and 256x256;
+2. what "some element > 5" on a 3x4 float32 tensor shrinks to, per strategy;
+3. examples per second of each property on each lesson layer;
+4. the wall time of the default gate (``ci`` profile) with ``-n 0`` and
+   ``-n auto``, and their ratio;
+then the issue's targets, each marked met or not.  Figures are ratios and
+rates measured in one run, never asserted: the exit status is 0 whatever
+they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import gate, generation, report
+
+README = gate.ROOT / "README.md"
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+COMMAND = "python -m benchmarks.run"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts, no variants, no gate timing (smoke run)")
+    parser.add_argument("--examples", type=int, help="examples per generation measurement (default 300; quick 20)")
+    parser.add_argument("--rounds", type=int, help="interleaved generation rounds, best kept (default 5; quick 1)")
+    parser.add_argument("--seeds", type=int, help="seeds for the shrinking check (default 10; quick 2)")
+    parser.add_argument(
+        "--property-examples", type=int, help="examples per property and layer (default 40, as the ci profile; quick 2)"
+    )
+    parser.add_argument("--skip-gate", action="store_true", help="do not time the gate")
+    parser.add_argument(
+        "--gate-repeats", type=int, default=2, help="runs of the gate per worker count, alternating, best kept (default 2)"
+    )
+    parser.add_argument("--output", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
+    parser.add_argument(
+        "--update-readme", action="store_true", help=f"replace README.md between {START} and {END}"
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.examples = args.examples or (20 if quick else 300)
+    args.rounds = args.rounds or (1 if quick else 5)
+    args.seeds = args.seeds or (2 if quick else 10)
+    args.property_examples = args.property_examples or (2 if quick else 40)
+    args.skip_gate = args.skip_gate or quick
+    return args
+
+
+def generation_section(rates: dict[int, dict[str, generation.Rate]], args: argparse.Namespace) -> str:
+    rows = []
+    for side, named in rates.items():
+        floor = named[generation.FLOOR].per_second
+        arrays = named[generation.ARRAYS].per_second
+        for name, rate in named.items():
+            rows.append(
+                (
+                    f"{side}×{side}",
+                    name,
+                    rate.examples,
+                    f"{rate.per_second:,.0f}",
+                    f"{_ratio(rate.per_second, floor):.0%}",
+                    f"{_ratio(rate.per_second, arrays):.2f}×",
+                )
+            )
+    floor_8 = rates[generation.SIDES[0]][generation.FLOOR].examples
+    note = (
+        f"float32, 2-d shapes with sides 1..N drawn from one shared `st.tuples(st.integers(1, N), st.integers(1, N))`; "
+        f"up to {args.examples} examples per measurement, generate phase only, no database; best of {args.rounds} "
+        "interleaved rounds. Rate = steady state: (examples − 1) / time from the first to the last call of a "
+        "do-nothing test body. *vs floor*: rate ÷ the shape-only rate; *vs arrays*: rate ÷ the "
+        "`arrays(np.float32, shape).map(torch.from_numpy)` rate."
+    )
+    if floor_8 < args.examples:
+        note += f" At 8×8 the floor stops after {floor_8} examples: Hypothesis has then drawn every distinct shape."
+    note += (
+        " The last row of each size is a diagnostic: the same project strategy with `torch.set_num_threads(1)`."
+    )
+    return (
+        "### 1. Tensors per second\n\n"
+        + note
+        + "\n\n"
+        + report.table(["max shape", "strategy", "examples", "tensors/s", "vs floor", "vs arrays"], rows, "llrrrr")
+    )
+
+
+def shrinking_section(results: dict[str, generation.Shrunk], seeds: int) -> str:
+    rows = []
+    for name, shrunk in results.items():
+        exactly_one = sum(1 for n in shrunk.nonzeros if n == 1)
+        rows.append(
+            (
+                name,
+                f"{exactly_one}/{len(shrunk.nonzeros)}",
+                ", ".join(map(str, shrunk.nonzeros)),
+                f"`{shrunk.typical}` ({shrunk.typical_count}/{len(shrunk.nonzeros)})",
+                f"{shrunk.seconds:.1f}",
+            )
+        )
+    return (
+        "### 2. Shrinking: some element > 5 in a 3×4 float32 tensor\n\n"
+        f"`hypothesis.find(strategy, lambda t: bool((t > 5).any()), random=random.Random(seed))` for seeds "
+        f"0..{seeds - 1} (no database): how many non-zero elements the shrunk tensor keeps.\n\n"
+        + report.table(
+            ["strategy", "exactly one non-zero", "non-zeros per seed", "most common result (seeds)", "seconds"],
+            rows,
+            "lrlll",
+        )
+    )
+
+
+def property_section(rates: list[gate.PropertyRate], args: argparse.Namespace) -> str:
+    rows = [
+        (
+            f"`{r.prop}`",
+            r.family,
+            r.layer,
+            r.examples,
+            r.discarded,
+            f"{r.seconds:.2f}",
+            f"{r.per_second:,.1f}",
+            r.outcome,
+        )
+        for r in rates
+    ]
+    total_examples = sum(r.examples for r in rates)
+    total_seconds = sum(r.seconds for r in rates)
+    rows.append(("**all**", "", "", total_examples, sum(r.discarded for r in rates), f"{total_seconds:.1f}", f"{_ratio(total_examples, total_seconds):,.1f}", ""))
+    skipped = " The `variants` family is left out (`--quick`)." if args.quick else ""
+    return (
+        "### 3. Examples per second of each property on each layer\n\n"
+        f"`properties.runner.check_layer(spec, [property], settings=...)` with max_examples={args.property_examples}, "
+        "generate phase only, no database, derandomized, in one process, in catalogue order, after one untimed "
+        "warm-up example. *examples*: examples that reached the check (the variants run a tenth, at least two); "
+        "*discarded*: draws Hypothesis abandoned (overruns), which cost time but are not examples; "
+        "*examples/s* = examples ÷ seconds. Times include everything per property: building layers, references, "
+        "the first compilation of a variant. An outcome other than ok is the first failure, unshrunk (generate "
+        "phase only)." + skipped + "\n\n"
+        + report.table(
+            ["property", "family", "layer", "examples", "discarded", "seconds", "examples/s", "outcome"], rows, "lllrrrrl"
+        )
+    )
+
+
+def gate_section(runs: list[gate.GateRun], repeats: int) -> str:
+    if not runs:
+        return "### 4. Gate wall time\n\nNot measured in this run (`--quick` or `--skip-gate`)."
+    rows = [
+        (f"`{run.command}`", f"{run.seconds:.1f}", f"{run.cpu_seconds:.1f}", f"{_ratio(run.cpu_seconds, run.seconds):.2f}", run.summary)
+        for run in runs
+    ]
+    by = {run.workers: run.seconds for run in runs}
+    rows.append(("**ratio** `-n 0` ÷ `-n auto`", f"{_ratio(by['0'], by['auto']):.2f}×", "", "", ""))
+    return (
+        "### 4. Gate wall time\n\n"
+        "The default gate (`conftest.py`, every property on every lesson layer, `ci` profile: 40 examples, "
+        "derandomized) in a subprocess from the repository root, timed from start to exit"
+        + (f"; best of {repeats} alternating runs" if repeats > 1 else "")
+        + ". *CPU s*: user + system time of pytest and its xdist workers; *cores busy* = CPU s ÷ wall s, what the "
+        "run actually got of the machine (on a machine shared with other work, `-n auto` can only be faster "
+        "if this exceeds 1).\n\n"
+        + report.table(["command", "wall s", "CPU s", "cores busy", "result"], rows, "lrrrl")
+    )
+
+
+def targets_section(
+    rates: dict[int, dict[str, generation.Rate]],
+    shrunk: dict[str, generation.Shrunk],
+    runs: list[gate.GateRun],
+) -> str:
+    def ratios(side: int, name: str) -> tuple[float, float]:
+        named = rates[side]
+        value = named[name].per_second
+        return _ratio(value, named[generation.FLOOR].per_second), _ratio(value, named[generation.ARRAYS].per_second)
+
+    floor64, arrays64 = ratios(64, generation.PROJECT)
+    _, arrays256 = ratios(256, generation.PROJECT)
+    floor64_1t, arrays64_1t = ratios(64, generation.PROJECT_1T)
+    _, arrays256_1t = ratios(256, generation.PROJECT_1T)
+
+    def met(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    project_shrunk = shrunk[generation.PROJECT].nonzeros
+    ones = sum(1 for n in project_shrunk if n == 1)
+    rows = [
+        ("project ≥ 80% of the floor at 64×64", f"{floor64:.0%} (1 thread: {floor64_1t:.0%})", met(floor64 >= 0.8)),
+        ("project ≥ 2.5× arrays at 64×64", f"{arrays64:.2f}× (1 thread: {arrays64_1t:.2f}×)", met(arrays64 >= 2.5)),
+        (
+            "the gap to arrays widens at 256×256",
+            f"{arrays256:.2f}× vs {arrays64:.2f}× at 64×64 (1 thread: {arrays256_1t:.2f}×)",
+            met(arrays256 >= arrays64),
+        ),
+        ("shrinking ends with exactly one non-zero element", f"{ones}/{len(project_shrunk)} seeds", met(ones == len(project_shrunk))),
+    ]
+    if runs:
+        by = {run.workers: run for run in runs}
+        auto, serial = by["auto"], by["0"]
+        rows.append(("gate with `-n auto` ≤ 60 s (`ci`)", f"{auto.seconds:.1f} s", met(auto.seconds <= 60 and auto.returncode == 0)))
+        speedup = _ratio(serial.seconds, auto.seconds)
+        rows.append(("`-n auto` ≥ 1.6× faster than `-n 0`", f"{speedup:.2f}×", met(speedup >= 1.6)))
+    else:
+        rows.append(("gate wall time and `-n auto` speed-up", "not measured", "—"))
+    return "### Targets\n\n" + report.table(["target", "measured", "met"], rows, "lll")
+
+
+def build_report(args: argparse.Namespace) -> str:
+    started = time.perf_counter()
+    machine = report.machine()
+    _log("1/4 generation throughput ...")
+    rates = generation.throughput(args.examples, args.rounds, _log)
+    _log("2/4 shrinking ...")
+    shrunk = generation.shrinking(args.seeds)
+    _log("3/4 property rates ...")
+    prop_rates = gate.property_rates(
+        args.property_examples, skip_families=("variants",) if args.quick else (), log=_log
+    )
+    runs: list[gate.GateRun] = []
+    if not args.skip_gate:
+        best: dict[str, gate.GateRun] = {}
+        for repeat in range(args.gate_repeats):
+            for workers in ("0", "auto") if repeat % 2 == 0 else ("auto", "0"):
+                _log(f"4/4 gate with -n {workers} ({repeat + 1}/{args.gate_repeats}) ...")
+                run = gate.gate_wall_time(workers)
+                if workers not in best or run.seconds < best[workers].seconds:
+                    best[workers] = run
+        runs = [best["0"], best["auto"]]
+    sections = [
+        machine,
+        generation_section(rates, args),
+        shrinking_section(shrunk, args.seeds),
+        property_section(prop_rates, args),
+        gate_section(runs, args.gate_repeats),
+        targets_section(rates, shrunk, runs),
+    ]
+    footer = (
+        f"*{'Quick run' if args.quick else 'Run'} took {time.perf_counter() - started:.0f} s; "
+        f"load average (1/5/15 min) at the end: {report.load_average()}.*"
+    )
+    return "\n\n".join([*sections, footer]) + "\n"
+
+
+def readme_section(body: str) -> str:
+    return (
+        "## Performance\n\n"
+        f"`{COMMAND}` (numpy is needed: `pip install -e \".[bench]\"`) measures, side by side in one run: "
+        "tensors per second of the project's strategy against Hypothesis' floor (drawing the shape only) and "
+        "`hypothesis.extra.numpy.arrays` + `torch.from_numpy`; what each shrinks \"some element > 5\" to; "
+        "examples per second of each property on each layer; and the gate's wall time with `-n 0` and "
+        "`-n auto`. It prints Markdown tables; `--quick` is a smoke run (tiny counts, no gate timing), "
+        "`--output FILE` also writes them to a file, `--update-readme` replaces this section. The figures "
+        "are rates and ratios measured in one run, not timed tests: compare rows of one run, not runs on "
+        "different machines.\n\n"
+        "Latest run:\n\n" + body
+    )
+
+
+def update_readme(body: str, path: Path = README) -> None:
+    text = path.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise SystemExit(f"{path}: markers {START} / {END} not found; add them where the section belongs.")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{START}\n{readme_section(body)}{END}{tail}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        raise SystemExit('numpy is needed for the benchmarks: pip install -e ".[bench]"') from None
+    body = build_report(args)
+    print("# Benchmarks\n\n" + body)
+    if args.output:
+        args.output.write_text("# Benchmarks\n\n" + body, encoding="utf-8")
+    if args.update_readme:
+        update_readme(body)
+        _log(f"updated {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
