@@ -134,24 +134,28 @@ class GlobalState:
     capture = classmethod(lambda cls: cls())
 
     def restore_and_diff(self) -> str:
-        """Put every setting back; describe those that had changed."""
+        """Put back every setting that changed; describe those.
+
+        Only changed settings are set: setting some (deterministic
+        algorithms) imports parts of torch that cost seconds on first use.
+        """
         now = GlobalState()
         changed = []
-        for field, label in (
-            ("default_dtype", "default dtype"),
-            ("grad_enabled", "grad mode"),
-            ("deterministic", "deterministic algorithms"),
-            ("threads", "thread count"),
-            ("anomaly", "anomaly detection"),
+        for field, label, restore in (
+            ("default_dtype", "default dtype", lambda: torch.set_default_dtype(self.default_dtype)),
+            ("grad_enabled", "grad mode", lambda: torch.set_grad_enabled(self.grad_enabled)),
+            (
+                "deterministic",
+                "deterministic algorithms",
+                lambda: torch.use_deterministic_algorithms(self.deterministic, warn_only=self.deterministic_warn_only),
+            ),
+            ("threads", "thread count", lambda: torch.set_num_threads(self.threads)),
+            ("anomaly", "anomaly detection", lambda: torch.autograd.set_detect_anomaly(self.anomaly)),
         ):
             if getattr(now, field) != getattr(self, field):
                 changed.append(f"{label} {getattr(self, field)} -> {getattr(now, field)}")
-        torch.set_default_dtype(self.default_dtype)
-        torch.set_grad_enabled(self.grad_enabled)
+                restore()
         torch.default_generator.set_state(self.rng_state)
-        torch.use_deterministic_algorithms(self.deterministic, warn_only=self.deterministic_warn_only)
-        torch.set_num_threads(self.threads)
-        torch.autograd.set_detect_anomaly(self.anomaly)
         return "; ".join(changed)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -97,6 +98,7 @@ def shapes(
     return st.lists(side, min_size=min_dims, max_size=max_dims).map(lambda batch: (*batch, *event_shape))
 
 
+@functools.lru_cache(maxsize=None)
 def special_values(dtype: torch.dtype) -> st.SearchStrategy[float]:
     """Simple floats first (they shrink to small integers), then the dtype's edges:
     ±0, ±1, the largest finite, the smallest normal and the smallest subnormal."""
@@ -105,6 +107,7 @@ def special_values(dtype: torch.dtype) -> st.SearchStrategy[float]:
     return st.one_of(_finite_floats(dtype), st.sampled_from(edges))
 
 
+@functools.lru_cache(maxsize=None)
 def _finite_floats(dtype: torch.dtype) -> st.SearchStrategy[float]:
     info = torch.finfo(dtype)
     width = {torch.float16: 16, torch.float64: 64}.get(dtype, 32)
@@ -161,16 +164,20 @@ class TensorRecipe:
             if self.regime == "mixed":
                 low, high = _exponent_range(self.dtype)
                 exponents = torch.randint(low, high + 1, (numel,), generator=generator)
-                flat = flat * torch.pow(2.0, exponents.to(work))
+                flat.mul_(torch.pow(2.0, exponents.to(work)))
             else:
-                flat = flat * self.scale
+                flat.mul_(self.scale)
         if self.support is not None:
-            keep = torch.randint(numel, (self.support,), generator=generator)
+            # The largest elements survive: a failure caused by an outlier
+            # then shrinks to the outlier alone.
+            keep = flat.abs().topk(min(self.support, numel)).indices
             flat = torch.zeros_like(flat).index_copy_(0, keep, flat[keep])
         for position, value in self.splices:
             flat[position] = value
-        # randn's tail times a huge scale may overshoot the range; a capped recipe clamps.
-        flat = flat.clamp(-self.limit, self.limit)
+        # randn's tail times a huge scale may overshoot the range; a capped
+        # recipe clamps.  Ordinary and tiny values cannot reach the limit.
+        if self.regime in ("constant", "huge", "mixed") or self.splices or self.limit < torch.finfo(self.dtype).max:
+            flat.clamp_(-self.limit, self.limit)
         return flat.to(self.dtype).reshape(self.shape).to(self.device)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
@@ -220,58 +227,73 @@ def moderate_limit(dtype: torch.dtype) -> float:
     return 2.0 ** (int(math.log2(torch.finfo(dtype).max)) // 2)
 
 
-@st.composite
+# Strategies are immutable: build each once, not on every draw (building and
+# validating them costs more than drawing from them).
+_integers = functools.lru_cache(maxsize=None)(st.integers)
+_regimes = functools.lru_cache(maxsize=None)(st.sampled_from)
+
+
+def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: str, domain: ValueDomain) -> TensorRecipe:
+    """The choices behind a tensor: regime, scale, support, seed, then the splices.
+
+    A constant number of choices whatever the tensor's size: at most
+    ``5 + 3 * max_splices``, about 6 on average.
+    """
+    numel = math.prod(shape)
+    regime = draw(_regimes(domain.regimes))
+    scale, seed, support = 0.0, 0, None
+    if regime != "zeros":
+        low, high = _exponent_range(dtype)
+        if regime == "constant":
+            scale = draw(_finite_floats(dtype))
+        elif regime == "ordinary":
+            scale = 2.0 ** draw(_integers(-3, 3))
+        elif regime == "tiny":
+            scale = 2.0 ** (low + draw(_integers(0, 8)))
+        elif regime == "huge":
+            scale = 2.0 ** (high - draw(_integers(0, 8)))
+        else:  # mixed: each element gets its own power of two, drawn by the generator
+            scale = 1.0
+        # One choice decides the support: mostly every element is drawn, but
+        # the smallest values (a quarter of the range) keep only ``count + 1``
+        # elements, so that a failing example shrinks towards a single
+        # non-zero element instead of a dense random tensor.
+        if numel and domain.sparse:
+            count = draw(_integers(0, 4 * numel - 1))
+            support = count + 1 if count < numel else None
+        seed = draw(_integers(0, 2**32 - 1))
+    # Splices are few, so that they cost few choices: more than half of the
+    # examples have none (the smallest choices, so shrinking removes them).
+    splices: list[tuple[int, float]] = []
+    if numel and domain.max_splices:
+        extra = draw(_integers(0, 2 * domain.max_splices + 1)) - domain.max_splices - 1
+        for _ in range(max(0, extra)):
+            splices.append((draw(_integers(0, numel - 1)), draw(special_values(dtype))))
+    limit = torch.finfo(dtype).max
+    if domain.limit is not None:
+        limit = min(limit, moderate_limit(dtype) if domain.limit == "moderate" else domain.limit)
+    return TensorRecipe(shape, dtype, device, regime, scale, seed, support, tuple(splices), limit)
+
+
 def tensor_recipes(
-    draw: Any,
     *,
     shape: Sequence[int],
     dtype: torch.dtype,
     device: str = "cpu",
     regimes: Sequence[str] = ALL_REGIMES,
     max_splices: int = 3,
-    limit: float | None = None,
+    limit: float | str | None = None,
     sparse: bool = True,
-) -> TensorRecipe:
-    """Draw a recipe: regime, scale, support and seed, then up to ``max_splices`` spliced elements.
+) -> st.SearchStrategy[TensorRecipe]:
+    """Recipes of tensors: regime, scale, support and seed, then up to ``max_splices`` spliced elements.
 
-    ``limit`` caps magnitudes (default: the dtype's largest finite number);
-    ``sparse=False`` keeps every element of a random regime (no exact zeros
-    but by chance).
+    ``limit`` caps magnitudes (default: the dtype's largest finite number;
+    ``"moderate"``: ``moderate_limit(dtype)``); ``sparse=False`` keeps every
+    element of a random regime (no exact zeros but by chance).
     """
+    domain = ValueDomain(tuple(regimes), max_splices, limit, sparse)  # validates now, not at draw time
     shape = tuple(shape)
-    regimes = tuple(regimes)
-    unknown = [r for r in regimes if r not in ALL_REGIMES]
-    if not regimes or unknown:
-        raise InvalidArgument(f"tensor_recipes(regimes={regimes!r}): choose from {ALL_REGIMES}.")
-    numel = math.prod(shape)
-    regime = draw(st.sampled_from(regimes))
-    low, high = _exponent_range(dtype)
-    scale, seed, support = 0.0, 0, None
-    if regime != "zeros":
-        if regime == "constant":
-            scale = draw(_finite_floats(dtype))
-        elif regime == "ordinary":
-            scale = 2.0 ** draw(st.integers(-3, 3))
-        elif regime == "tiny":
-            scale = 2.0 ** (low + draw(st.integers(0, 8)))
-        elif regime == "huge":
-            scale = 2.0 ** (high - draw(st.integers(0, 8)))
-        else:  # mixed: each element gets its own power of two, drawn by the generator
-            scale = 1.0
-        # Mostly every element is drawn (levels 1-3); level 0, the simplest,
-        # keeps only ``support`` of them, so that a failing example can shrink
-        # to a single non-zero element instead of a dense random tensor.
-        if numel and sparse:
-            keep_few = draw(st.integers(0, 3)) == 0
-            count = draw(st.integers(1, numel))
-            support = count if keep_few else None
-        seed = draw(st.integers(0, 2**32 - 1))
-    splices: list[tuple[int, float]] = []
-    if numel and max_splices:
-        for _ in range(draw(st.integers(0, max_splices))):
-            splices.append((draw(st.integers(0, numel - 1)), draw(special_values(dtype))))
-    limit = torch.finfo(dtype).max if limit is None else min(limit, torch.finfo(dtype).max)
-    return TensorRecipe(shape, dtype, device, regime, scale, seed, support, tuple(splices), limit)
+    return st.composite(lambda draw: _draw_recipe(draw, shape, dtype, device, domain))()
 
 
 def tensors(
@@ -283,21 +305,16 @@ def tensors(
     max_splices: int = 3,
 ) -> st.SearchStrategy[torch.Tensor]:
     """Finite tensors of the given (or drawn) shape, dtype and device."""
+    domain = ValueDomain(tuple(regimes), max_splices)
 
     def lift(value: Any) -> st.SearchStrategy[Any]:
         return value if isinstance(value, st.SearchStrategy) else st.just(value)
 
+    shapes_, dtypes_, devices_ = lift(shape), lift(dtype), lift(device)
+
     @st.composite
     def draw_tensor(draw: Any) -> torch.Tensor:
-        recipe = draw(
-            tensor_recipes(
-                shape=draw(lift(shape)),
-                dtype=draw(lift(dtype)),
-                device=draw(lift(device)),
-                regimes=regimes,
-                max_splices=max_splices,
-            )
-        )
+        recipe = _draw_recipe(draw, tuple(draw(shapes_)), draw(dtypes_), draw(devices_), domain)
         return recipe.materialize()
 
     return draw_tensor()
@@ -414,16 +431,6 @@ def layer_cases(
             event_shape=spec.event_shape(constructor_args),
         )
     )
-    recipe = draw(
-        tensor_recipes(
-            shape=shape,
-            dtype=dtype,
-            device=device,
-            regimes=values.regimes,
-            max_splices=values.max_splices,
-            limit=moderate_limit(dtype) if values.limit == "moderate" else values.limit,
-            sparse=values.sparse,
-        )
-    )
-    module_seed = draw(st.integers(0, 2**31 - 2))
+    recipe = _draw_recipe(draw, shape, dtype, device, values)
+    module_seed = draw(_integers(0, 2**31 - 2))
     return LayerCase(spec, constructor_args, recipe, module_seed)
