@@ -81,3 +81,31 @@ def test_the_plugin_costs_nothing_in_a_project_without_layers(pytester):
     pytester.makepyfile("def test_plain():\n    import sys\n    assert 'torch' not in sys.modules\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_the_markdown_report_matches_the_terminal_matrix_across_workers(pytester):
+    pytester.makeconftest(TEXTBOOK_AS_MYLINEAR)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", "--properties", "gradient_flow,nonnegative_output,is_deterministic",
+        "--report-md=reports/gate.md", "--report-json=reports/gate.json",
+    )
+    result.assert_outcomes(failed=1, passed=4, skipped=1)
+    terminal = result.stdout.str().split("layer gate: property x layer", 1)[1].splitlines()
+    names = {"gradient_flow", "nonnegative_output", "is_deterministic"}
+    cells = {tuple(line.split()) for line in terminal if line.split()[:1] and line.split()[0] in names and len(line.split()) == 3}
+    markdown = (pytester.path / "reports" / "gate.md").read_text()
+    rows = {
+        tuple(c.strip().strip("`") for c in line.strip("|").split("|"))
+        for line in markdown.splitlines()
+        if line.startswith("| `")
+    }
+    assert cells == rows == {
+        ("gradient_flow", "pass", "FAIL"),
+        ("is_deterministic", "pass", "pass"),
+        ("nonnegative_output", "n/a", "pass"),
+    }
+    import json
+
+    results = json.loads((pytester.path / "reports" / "gate.json").read_text())["results"]
+    assert len(results) == 6  # every worker's results gathered on the controller
+    assert {r["cell"] for r in results if r["layer"] == "MyLinear" and r["property"] == "gradient_flow"} == {"FAIL"}
