@@ -33,20 +33,26 @@ from properties.report import KEY as REPORT_KEY, GateReport
 # generation time, and a busy shared runner, not our strategies, trips it.
 # Deadlines are off: a gate must not fail because a shared 2-core machine
 # was busy (or compiled something); speed is measured in benchmarks/.
-settings.register_profile("dev", max_examples=25, deadline=None, print_blob=True)
+# Each profile starts from Hypothesis' own defaults: under $CI Hypothesis has
+# already loaded its derandomized "ci" profile, which a profile registered
+# without a parent would silently inherit.
+_BASE = settings.get_profile("default")
+settings.register_profile("dev", _BASE, max_examples=25, deadline=None, print_blob=True)
 settings.register_profile(
     "ci",
+    _BASE,
     max_examples=40,
     derandomize=True,
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("nightly", max_examples=500, deadline=None, print_blob=True)
+settings.register_profile("nightly", _BASE, max_examples=500, deadline=None, print_blob=True)
 # soak: the ci example count, but random (seeded with --hypothesis-seed) and
 # without the example database, for `python -m properties.soak`.
 settings.register_profile(
     "soak",
+    _BASE,
     max_examples=40,
     deadline=None,
     print_blob=True,
@@ -158,9 +164,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def replay_instructions(item: pytest.Item) -> str:
     """How to rerun exactly this failure."""
     options = []
-    profile = settings.get_current_profile_name()
+    from properties.runner import profile_name
+
+    profile = profile_name()
     if profile not in ("default", "dev"):
-        options.append(f"--hypothesis-profile={profile.split('-with-')[0]}")
+        options.append(f"--hypothesis-profile={profile}")
     seed = item.config.getoption("hypothesis_seed", None)
     if seed is not None:
         options.append(f"--hypothesis-seed={seed}")

@@ -17,7 +17,7 @@ from properties.registry import LayerProperty, registered_properties
 from properties.spec import LayerSpec
 from properties.strategies import LayerCase, available_devices, layer_cases, seeded
 
-__all__ = ["GlobalState", "check_layer", "check_property_once", "scaled_settings", "select", "spec_call", "why_not_run"]
+__all__ = ["GlobalState", "profile_name", "check_layer", "check_property_once", "scaled_settings", "select", "spec_call", "why_not_run"]
 
 # What the run selected (``--dtypes``/``--devices``); None means everything.
 _selected: dict[str, tuple[Any, ...] | None] = {"dtypes": None, "devices": None}
@@ -53,6 +53,12 @@ def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCa
         only_devices=_selected["devices"],
         values=prop.values,
     )
+
+
+def profile_name() -> str:
+    """The loaded Hypothesis profile, without the suffixes of profiles derived from it
+    (``nightly-with-example-db`` is ``nightly``)."""
+    return Settings.get_current_profile_name().split("-with-")[0]
 
 
 def why_not_run(prop: LayerProperty, spec: LayerSpec) -> str | None:
