@@ -155,15 +155,10 @@ def configure(config: pytest.Config) -> None:
     parent = settings.get_profile(current)
     unused = f"--example-db={_redact(selection.url)} is not used in this run: "
     if parent.derandomize:
-        why = f"the Hypothesis profile {current!r} is derandomized, and Hypothesis then uses no example database."
-        if os.environ.get("CI") and not current.startswith("ci"):
-            why += (
-                " Here that comes from $CI: Hypothesis then loads its own derandomized 'ci' profile on import, and "
-                "a profile registered without derandomize=False inherits it. Run without CI set (env -u CI pytest "
-                "...), or register the profile with derandomize=False."
-            )
-        else:
-            why += " Share examples from runs under a profile that searches (--hypothesis-profile=dev or nightly)."
+        why = (
+            f"the Hypothesis profile {current!r} is derandomized, and Hypothesis then uses no example database. "
+            "Share examples from runs under a profile that searches (--hypothesis-profile=dev or nightly)."
+        )
         _config_warning(config, unused + why)
         return
     if config.getoption("hypothesis_seed", None) is not None:

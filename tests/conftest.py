@@ -13,3 +13,19 @@ def gate_settings():
     return GATE_SETTINGS
 
 pytest_plugins = ["pytester"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show what a self-test recorded with ``record_property("shown", text)``, even when it passed
+    (the shared example database's two runs: how many examples each needed)."""
+    lines = [
+        value
+        for report in terminalreporter.stats.get("passed", [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == "shown"
+    ]
+    if lines:
+        terminalreporter.section("shown by the self-tests")
+        for line in lines:
+            terminalreporter.write_line(line)
