@@ -44,7 +44,11 @@ def _compare(case: LayerCase, module: torch.nn.Module, variant: torch.nn.Module,
 
 
 def _cannot(case: LayerCase, variant: str, error: Exception) -> None:
-    pytest.skip(f"{variant} cannot run {case.spec.name} here: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+    # The first and the last line: TorchScript's first says only that "the
+    # operation failed", its last says why (e.g. "nvrtc compilation failed").
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    why = " ... ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else ""
+    pytest.skip(f"{variant} cannot run {case.spec.name} here: {type(error).__name__}: {why[:300]}")
 
 
 @layer_property(**_VARIANT)
