@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks import gate, generation, report
+from properties.plugin import CI_EXAMPLES
 
 README = gate.ROOT / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="interleaved generation rounds, best kept (default 5; quick 1)")
     parser.add_argument("--seeds", type=int, help="seeds for the shrinking check (default 10; quick 2)")
     parser.add_argument(
-        "--property-examples", type=int, help="examples per property and layer (default 40, as the ci profile; quick 2)"
+        "--property-examples", type=int, help="examples per property and layer (default: the ci profile's count; quick 2)"
     )
     parser.add_argument("--skip-gate", action="store_true", help="do not time the gate")
     parser.add_argument(
@@ -61,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.examples = args.examples or (20 if quick else 300)
     args.rounds = args.rounds or (1 if quick else 5)
     args.seeds = args.seeds or (2 if quick else 10)
-    args.property_examples = args.property_examples or (2 if quick else 40)
+    args.property_examples = args.property_examples or (2 if quick else CI_EXAMPLES)
     args.skip_gate = args.skip_gate or quick
     return args
 
@@ -172,7 +173,7 @@ def gate_section(runs: list[gate.GateRun], repeats: int) -> str:
     rows.append(("**ratio** `-n 0` ÷ `-n auto`", f"{_ratio(by['0'], by['auto']):.2f}×", "", "", ""))
     return (
         "### 4. Gate wall time\n\n"
-        "The default gate (`conftest.py`, every property on every lesson layer, `ci` profile: 40 examples, "
+        f"The default gate (`conftest.py`, every property on every lesson layer, `ci` profile: {CI_EXAMPLES} examples, "
         "derandomized) in a subprocess from the repository root, timed from start to exit"
         + (f"; best of {repeats} alternating runs" if repeats > 1 else "")
         + ". *CPU s*: user + system time of pytest and its xdist workers; *cores busy* = CPU s ÷ wall s, what the "

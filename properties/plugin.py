@@ -37,11 +37,14 @@ from properties.report import KEY as REPORT_KEY, GateReport
 # already loaded its derandomized "ci" profile, which a profile registered
 # without a parent would silently inherit.
 _BASE = settings.get_profile("default")
+# Enough examples per test that the gate's work outweighs each xdist
+# worker's start-up (importing torch, ~3 s): -n auto then pays off.
+CI_EXAMPLES = 100
 settings.register_profile("dev", _BASE, max_examples=25, deadline=None, print_blob=True)
 settings.register_profile(
     "ci",
     _BASE,
-    max_examples=40,
+    max_examples=CI_EXAMPLES,
     derandomize=True,
     deadline=None,
     print_blob=True,
@@ -53,7 +56,7 @@ settings.register_profile("nightly", _BASE, max_examples=500, deadline=None, pri
 settings.register_profile(
     "soak",
     _BASE,
-    max_examples=40,
+    max_examples=CI_EXAMPLES,
     deadline=None,
     print_blob=True,
     database=None,

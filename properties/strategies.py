@@ -42,6 +42,12 @@ __all__ = [
 ]
 
 
+# Strategies are immutable: build each once, not on every draw (building and
+# validating them costs more than drawing from them).
+_integers = functools.lru_cache(maxsize=None)(st.integers)
+_regimes = functools.lru_cache(maxsize=None)(st.sampled_from)
+
+
 def dtypes(*, allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> st.SearchStrategy[torch.dtype]:
     """Floating dtypes, shrinking towards the first of ``allowed`` (float32 by default)."""
     allowed = tuple(allowed)
@@ -80,22 +86,34 @@ def shapes(
     *,
     min_dims: int = 0,
     max_dims: int = 4,
-    min_side: int = 0,
+    min_side: int = 1,
     max_side: int = 4,
     event_shape: Sequence[int] = (),
+    allow_empty: bool = True,
 ) -> st.SearchStrategy[tuple[int, ...]]:
     """Shapes of ``min_dims..max_dims`` leading dimensions followed by ``event_shape``.
 
-    Shrinks towards fewer dimensions and sides of ``min_side`` (zero-size, i.e.
-    empty, tensors are drawn unless ``min_side >= 1``).
+    Sides are ``min_side..max_side``; with ``allow_empty``, about one shape in
+    eight with leading dimensions has its first one of size zero (an empty
+    tensor).  Drawing zero as just another side would make most
+    three- and four-dimensional shapes empty.  Shrinks towards fewer
+    dimensions, small sides and non-empty shapes.
     """
     if not (0 <= min_dims <= max_dims):
         raise InvalidArgument(f"shapes(min_dims={min_dims}, max_dims={max_dims}): need 0 <= min_dims <= max_dims.")
     if not (0 <= min_side <= max_side):
         raise InvalidArgument(f"shapes(min_side={min_side}, max_side={max_side}): need 0 <= min_side <= max_side.")
     event_shape = tuple(event_shape)
-    side = st.integers(min_side, max_side)
-    return st.lists(side, min_size=min_dims, max_size=max_dims).map(lambda batch: (*batch, *event_shape))
+    batches = st.lists(_integers(min_side, max_side), min_size=min_dims, max_size=max_dims)
+
+    @st.composite
+    def draw_shape(draw: Any) -> tuple[int, ...]:
+        batch = draw(batches)
+        if allow_empty and batch and draw(_integers(0, 7)) == 7:
+            batch[0] = 0
+        return (*batch, *event_shape)
+
+    return draw_shape()
 
 
 @functools.lru_cache(maxsize=None)
@@ -225,12 +243,6 @@ def moderate_limit(dtype: torch.dtype) -> float:
     Squares, and sums of a few thousand products, of such values stay finite.
     """
     return 2.0 ** (int(math.log2(torch.finfo(dtype).max)) // 2)
-
-
-# Strategies are immutable: build each once, not on every draw (building and
-# validating them costs more than drawing from them).
-_integers = functools.lru_cache(maxsize=None)(st.integers)
-_regimes = functools.lru_cache(maxsize=None)(st.sampled_from)
 
 
 def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: str, domain: ValueDomain) -> TensorRecipe:
@@ -426,7 +438,7 @@ def layer_cases(
         shapes(
             min_dims=low,
             max_dims=high,
-            min_side=0 if spec.allows_empty else 1,
+            allow_empty=spec.allows_empty,
             max_side=spec.max_side,
             event_shape=spec.event_shape(constructor_args),
         )

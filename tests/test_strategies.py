@@ -73,9 +73,20 @@ def test_edge_shapes_are_drawn(condition):
     reaches(shapes(max_dims=4), condition)
 
 
-@given(shapes(min_dims=1, max_dims=3, min_side=1, event_shape=(7,)))
+@given(shapes(min_dims=1, max_dims=3, event_shape=(7,), allow_empty=False))
 def test_shapes_end_with_the_event_shape(shape):
     assert shape[-1] == 7 and 2 <= len(shape) <= 4 and min(shape) >= 1
+
+
+def test_empty_shapes_are_a_minority():
+    @settings(max_examples=400, database=None)
+    @given(shapes(min_dims=3, max_dims=4))
+    def count(shape):
+        counted.append(0 in shape)
+
+    counted = []
+    count()
+    assert 0 < sum(counted) < len(counted) / 3
 
 
 @pytest.mark.parametrize("regime", ["zeros", "constant", "ordinary", "tiny", "huge", "mixed"])
