@@ -45,7 +45,18 @@ __all__ = [
 # Strategies are immutable: build each once, not on every draw (building and
 # validating them costs more than drawing from them).
 _integers = functools.lru_cache(maxsize=None)(st.integers)
-_regimes = functools.lru_cache(maxsize=None)(st.sampled_from)
+
+
+# A regime and its power-of-two scale in one choice (one choice fewer per
+# tensor): three scales each for the random regimes, the simplest first, so
+# that shrinking moves towards zeros, then constants, then ordinary values.
+_SCALE_STEPS = {"ordinary": (0, -3, 3), "tiny": (0, 4, 8), "huge": (0, 4, 8)}
+
+
+@functools.lru_cache(maxsize=None)
+def _heads(regimes: tuple[str, ...]) -> st.SearchStrategy[tuple[str, int]]:
+    heads = [(regime, step) for regime in regimes for step in _SCALE_STEPS.get(regime, (0,))]
+    return st.sampled_from(heads)
 
 
 def dtypes(*, allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> st.SearchStrategy[torch.dtype]:
@@ -252,18 +263,18 @@ def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: 
     ``5 + 3 * max_splices``, about 6 on average.
     """
     numel = math.prod(shape)
-    regime = draw(_regimes(domain.regimes))
+    regime, step = draw(_heads(domain.regimes))
     scale, seed, support = 0.0, 0, None
     if regime != "zeros":
         low, high = _exponent_range(dtype)
         if regime == "constant":
             scale = draw(_finite_floats(dtype))
         elif regime == "ordinary":
-            scale = 2.0 ** draw(_integers(-3, 3))
+            scale = 2.0**step
         elif regime == "tiny":
-            scale = 2.0 ** (low + draw(_integers(0, 8)))
+            scale = 2.0 ** (low + step)
         elif regime == "huge":
-            scale = 2.0 ** (high - draw(_integers(0, 8)))
+            scale = 2.0 ** (high - step)
         else:  # mixed: each element gets its own power of two, drawn by the generator
             scale = 1.0
         # One choice decides the support: mostly every element is drawn, but
@@ -319,14 +330,13 @@ def tensors(
     """Finite tensors of the given (or drawn) shape, dtype and device."""
     domain = ValueDomain(tuple(regimes), max_splices)
 
-    def lift(value: Any) -> st.SearchStrategy[Any]:
-        return value if isinstance(value, st.SearchStrategy) else st.just(value)
-
-    shapes_, dtypes_, devices_ = lift(shape), lift(dtype), lift(device)
+    def drawn(draw: Any, value: Any) -> Any:
+        # A fixed value costs nothing; only strategies are drawn from.
+        return draw(value) if isinstance(value, st.SearchStrategy) else value
 
     @st.composite
     def draw_tensor(draw: Any) -> torch.Tensor:
-        recipe = _draw_recipe(draw, tuple(draw(shapes_)), draw(dtypes_), draw(devices_), domain)
+        recipe = _draw_recipe(draw, tuple(drawn(draw, shape)), drawn(draw, dtype), drawn(draw, device), domain)
         return recipe.materialize()
 
     return draw_tensor()
