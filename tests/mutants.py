@@ -225,6 +225,64 @@ class UnbatchedNoBiasMyLinear(MyLinear):
         return super().forward(X)
 
 
+# -- state, layout, serialization, degenerate inputs, centering laws ----------------
+
+
+class DriftingCentered(CenteredLayer):
+    """Keeps a running mean updated on every call and subtracts it: the output drifts."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("running_mean", torch.zeros(()))
+
+    def forward(self, X):
+        if X.numel():
+            self.running_mean = 0.9 * self.running_mean.to(X) + 0.1 * X.mean().detach()
+        return X - self.running_mean.to(X)
+
+
+class ViewMyLinear(MyLinear):
+    """Flattens with .view(), which fails on non-contiguous inputs."""
+
+    def forward(self, X):
+        flat = X.view(-1, self.weight.shape[0])
+        return F.relu(flat @ self.weight + self.bias).view(*X.shape[:-1], -1)
+
+
+class FloatGainCentered(CenteredLayer):
+    """A gain drawn at construction and kept as a Python float: state_dict misses it."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain = 1.0 + float(torch.rand(()))
+
+    def forward(self, X):
+        return (X - X.mean()) * self.gain
+
+
+class SingleElementShortcutCentered(CenteredLayer):
+    """Returns a one-element input unchanged (its mean is itself: the result must be 0)."""
+
+    def forward(self, X):
+        if X.numel() == 1:
+            return X
+        return X - X.mean()
+
+
+class ClampedMeanCentered(CenteredLayer):
+    """Clamps the mean "for stability": no longer invariant to a shift."""
+
+    def forward(self, X):
+        return X - X.mean().clamp(-10, 10)
+
+
+class DoubledCentered(CenteredLayer):
+    """Centers and scales by two: applying it twice is not applying it once."""
+
+    def forward(self, X):
+        return 2 * (X - X.mean())
+
+
 # -- offsets, overflow, randomness -----------------------------------------------
 
 
@@ -269,7 +327,7 @@ MUTANTS = [
     _mutant("detached tensors (.detach())", centered_spec, DetachedMeanCentered,
             "gradients_match_finite_differences"),
     _mutant("detached tensors (.item())", centered_spec, ItemMeanCentered,
-            "gradients_match_finite_differences", "runs_on_the_meta_device"),
+            "gradients_match_finite_differences", "runs_on_the_meta_device", "matches_torch_jit_trace"),
     _mutant("wrong reduction axis or scope", centered_spec, RowwiseCentered,
             "matches_reference"),
     _mutant("wrong reduction axis or scope", centered_spec, BatchwiseCentered,
@@ -310,6 +368,18 @@ MUTANTS = [
             "keeps_dtype_device_and_declared_shape", "samples_are_independent"),
     _mutant("special-casing of edge shapes (unbatched input)", my_linear_spec, UnbatchedNoBiasMyLinear,
             "matches_reference", "samples_are_independent"),
+    _mutant("state changed by forward", centered_spec, DriftingCentered,
+            "is_deterministic", "matches_reference"),
+    _mutant("layout assumptions", my_linear_spec, ViewMyLinear,
+            "ignores_memory_layout"),
+    _mutant("state outside state_dict", centered_spec, FloatGainCentered,
+            "survives_serialization", "matches_reference"),
+    _mutant("special-casing of edge shapes (single element)", centered_spec, SingleElementShortcutCentered,
+            "handles_degenerate_inputs"),
+    _mutant("broken algebraic laws", centered_spec, ClampedMeanCentered,
+            "centering_ignores_a_shift", "matches_reference"),
+    _mutant("broken algebraic laws", centered_spec, DoubledCentered,
+            "centering_is_idempotent", "matches_reference"),
     _mutant("small constant offsets", centered_spec, OffsetCentered,
             "matches_reference", "zero_mean_after_centering"),
     _mutant("small constant offsets", my_linear_spec, OffsetMyLinear,

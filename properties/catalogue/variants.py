@@ -67,7 +67,9 @@ def matches_torchscript(case: LayerCase) -> None:
 
 @layer_property(**_VARIANT)
 def matches_torch_jit_trace(case: LayerCase) -> None:
-    """torch.jit.trace(layer, x) computes what the layer computes on x."""
+    """torch.jit.trace(layer, x) computes what the layer computes, on x and on another
+    input of the same shape (catches values frozen into the trace: .item(), Python
+    branches on tensor values)."""
     __tracebackhide__ = True
     module, x = case.build(), case.make_input()
     with warnings.catch_warnings():
@@ -77,6 +79,10 @@ def matches_torch_jit_trace(case: LayerCase) -> None:
         except Exception as error:
             _cannot(case, "torch.jit.trace", error)
     _compare(case, module, traced, x, "torch.jit.trace")
+    # Same shape and dtype, other values (zeros become ones): a trace may
+    # legitimately specialize on shapes, never on values.
+    other = (x.double() * -2 + 1).to(x.dtype)
+    _compare(case, module, traced, other, "torch.jit.trace (traced on another input)")
 
 
 @layer_property(**_VARIANT)
