@@ -240,21 +240,10 @@ class LayerGate(pytest.Module):
 
 def _property_test(prop: Any, params: list[Any]) -> Any:
     """``test_<property>(layer)``: a Hypothesis test parametrized over the layers."""
-    from hypothesis import given, strategies as st
+    from properties.runner import property_test, scaled_settings
 
-    from properties.runner import check_property_once, scaled_settings
-
-    def test(layer: Any, data: Any) -> None:
-        __tracebackhide__ = True
-        check_property_once(prop, layer, data)
-
-    # Named before @given wraps it, so Hypothesis' reports use the name too.
-    test.__name__ = test.__qualname__ = f"test_{prop.name}"
-    test.__doc__ = prop.description
-    test = given(data=st.data())(test)
+    test = property_test(prop, settings=scaled_settings(prop) if prop.examples_scale != 1.0 else None)
     test._layer_property = prop.name  # type: ignore[attr-defined]  (read by the report)
-    if prop.examples_scale != 1.0:
-        test = scaled_settings(prop)(test)
     test = pytest.mark.parametrize("layer", params)(test)
     return getattr(pytest.mark, prop.family)(test)
 

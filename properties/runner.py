@@ -17,7 +17,17 @@ from properties.registry import LayerProperty, registered_properties
 from properties.spec import LayerSpec
 from properties.strategies import LayerCase, available_devices, layer_cases, seeded
 
-__all__ = ["GlobalState", "profile_name", "check_layer", "check_property_once", "scaled_settings", "select", "spec_call", "why_not_run"]
+__all__ = [
+    "GlobalState",
+    "check_layer",
+    "check_property_once",
+    "profile_name",
+    "property_test",
+    "scaled_settings",
+    "select",
+    "spec_call",
+    "why_not_run",
+]
 
 # What the run selected (``--dtypes``/``--devices``); None means everything.
 _selected: dict[str, tuple[Any, ...] | None] = {"dtypes": None, "devices": None}
@@ -184,9 +194,10 @@ def check_layer(
     for prop in chosen:
         if why_not_run(prop, spec):
             continue
-        test = _hypothesis_test(prop, spec)
-        test = scaled_settings(prop, settings)(test)
-        test()
+        test = property_test(prop, settings=scaled_settings(prop, settings))
+        # One example-database key per (property, layer), not one for all.
+        test.hypothesis.inner_test._hypothesis_internal_add_digest = f"{prop.name}[{spec.name}]".encode()
+        test(layer=spec)
 
 
 def scaled_settings(prop: LayerProperty, base: Settings | None = None) -> Settings:
@@ -197,12 +208,19 @@ def scaled_settings(prop: LayerProperty, base: Settings | None = None) -> Settin
     return Settings(base, max_examples=max(2, int(base.max_examples * prop.examples_scale)))
 
 
-def _hypothesis_test(prop: LayerProperty, spec: LayerSpec) -> Callable[[], None]:
-    @given(data=st.data())
-    def test(data: st.DataObject) -> None:
-        check_property_once(prop, spec, data)
+def property_test(prop: LayerProperty, *, settings: Settings | None = None) -> Callable[..., None]:
+    """``test_<property>(layer)``: a Hypothesis test of ``prop`` on the layer it is given.
 
-    test.__name__ = test.__qualname__ = f"{prop.name}[{spec.name}]"
-    # One example-database key per (property, layer), not one for all.
-    test.hypothesis.inner_test._hypothesis_internal_add_digest = test.__name__.encode()
-    return test
+    The pytest plugin parametrizes it over the registered layers; ``check_layer``
+    calls it on one spec.  ``settings`` (when given) is applied to it.
+    """
+
+    def test(layer: LayerSpec, data: st.DataObject) -> None:
+        __tracebackhide__ = True
+        check_property_once(prop, layer, data)
+
+    # Named before @given wraps it, so Hypothesis' reports use the name too.
+    test.__name__ = test.__qualname__ = f"test_{prop.name}"
+    test.__doc__ = prop.description
+    test = given(data=st.data())(test)
+    return test if settings is None else settings(test)

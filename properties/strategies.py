@@ -68,6 +68,7 @@ def dtypes(*, allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> st.SearchStrateg
     return st.sampled_from(allowed)
 
 
+@functools.lru_cache(maxsize=None)
 def available_devices() -> tuple[str, ...]:
     """``cpu``, plus ``cuda`` and ``mps`` where this machine has them."""
     found = ["cpu"]
@@ -439,20 +440,22 @@ def layer_cases(
         raise InvalidArgument(
             f"layer_cases({spec.name}): the spec supports dtypes {spec.dtypes}, none of {tuple(only_dtypes or ())}."
         )
-    allowed_devices = [d for d in spec.devices if only_devices is None or d in only_devices]
+    allowed_devices = tuple(d for d in spec.devices if only_devices is None or d in only_devices)
     constructor_args = draw(spec.constructor_args_strategy())
-    dtype = draw(dtypes(allowed=allowed_dtypes))
-    device = draw(devices(allowed=allowed_devices))
+    dtype = draw(_dtypes_of(tuple(allowed_dtypes)))
+    device = draw(_devices_of(allowed_devices))
     low, high = spec.batch_dims
-    shape = draw(
-        shapes(
-            min_dims=low,
-            max_dims=high,
-            allow_empty=spec.allows_empty,
-            max_side=spec.max_side,
-            event_shape=spec.event_shape(constructor_args),
-        )
-    )
+    shape = draw(_shapes_of(low, high, spec.allows_empty, spec.max_side, spec.event_shape(constructor_args)))
     recipe = _draw_recipe(draw, shape, dtype, device, values)
     module_seed = draw(_integers(0, 2**31 - 2))
     return LayerCase(spec, constructor_args, recipe, module_seed)
+
+
+# layer_cases runs once per example: build its strategies once per argument set.
+_dtypes_of = functools.lru_cache(maxsize=None)(lambda allowed: dtypes(allowed=allowed))
+_devices_of = functools.lru_cache(maxsize=None)(lambda allowed: devices(allowed=allowed))
+_shapes_of = functools.lru_cache(maxsize=None)(
+    lambda low, high, allow_empty, max_side, event_shape: shapes(
+        min_dims=low, max_dims=high, allow_empty=allow_empty, max_side=max_side, event_shape=event_shape
+    )
+)

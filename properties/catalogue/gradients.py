@@ -65,8 +65,9 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
     if x.numel() == 0:
         event("gradcheck: empty input")
         return
-    names = [n for n, p in module.named_parameters() if p.requires_grad]
-    leaves = [x.detach().clone(), *(dict(module.named_parameters())[n].detach().clone() for n in names)]
+    trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    names = list(trainable)
+    leaves = [x.detach().clone(), *(p.detach().clone() for p in trainable.values())]
 
     def function(*values: torch.Tensor) -> torch.Tensor:
         return case.run(lambda inp: functional_call(module, dict(zip(names, values[1:])), (inp,)), values[0])
