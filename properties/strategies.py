@@ -47,16 +47,52 @@ __all__ = [
 _integers = functools.lru_cache(maxsize=None)(st.integers)
 
 
-# A regime and its power-of-two scale in one choice (one choice fewer per
-# tensor): three scales each for the random regimes, the simplest first, so
-# that shrinking moves towards zeros, then constants, then ordinary values.
+# A tensor's head: its value regime, the regime's power-of-two scale and its
+# splices (how many, and of which kind).  The head and the seed come from one
+# choice, since each choice costs a few percent of Hypothesis' per-example
+# overhead: the seed is the drawn number, the head its residue modulo the
+# table's size.  The table is ordered as shrinking should simplify: the splice
+# slots are the major index (the first ones have no splice), then the regimes,
+# simplest first, so that small numbers mean no splices, then zeros, constants,
+# ordinary values.  Hypothesis draws small numbers often (about half of them
+# below 256), so the table stays below that size: every head stays likely.
 _SCALE_STEPS = {"ordinary": (0, -3, 3), "tiny": (0, 4, 8), "huge": (0, 4, 8)}
+_SEEDS = _integers(0, 2**32 - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Head:
+    regime: str
+    step: int  # the scale's power of two, relative to the regime's base
+    splices: tuple[str, ...]  # the kind of each spliced element: "float" or "edge"
 
 
 @functools.lru_cache(maxsize=None)
-def _heads(regimes: tuple[str, ...]) -> st.SearchStrategy[tuple[str, int]]:
-    heads = [(regime, step) for regime in regimes for step in _SCALE_STEPS.get(regime, (0,))]
-    return st.sampled_from(heads)
+def _heads(regimes: tuple[str, ...], max_splices: int) -> tuple[_Head, ...]:
+    """The table of heads.
+
+    One spliced element comes in two slots (an arbitrary float, or one of the
+    dtype's edges), larger counts in one slot each (the kinds alternate); a
+    tensor gets splices in one draw in four, mostly a single one.
+    """
+    spliced = [("float",), ("edge",)] if max_splices else []
+    spliced += [tuple(("float", "edge")[i % 2] for i in range(count)) for count in range(2, max_splices + 1)]
+    slots = [()] * (3 * len(spliced) or 1) + spliced
+    return tuple(
+        _Head(regime, step, kinds) for kinds in slots for regime in regimes for step in _SCALE_STEPS.get(regime, (0,))
+    )
+
+
+# The support is one choice among 192 (uniform, see above): one in four
+# keeps only some elements (the rest exact zeros), in 16 sizes times three
+# orders; the rest keep every element.  Small codes are the sparsest, so a
+# failing example shrinks towards a single non-zero element.  The three orders
+# give the shrinker a way to keep the element that matters: from "the two
+# largest magnitudes" it tries "the largest magnitude", "the largest value"
+# and "the smallest value".
+_SUPPORT_SIZES = (1, 2, 3, 4, 6, 8, 16, 32)
+_SUPPORT_ORDERS = ("magnitude", "largest", "smallest")
+_SUPPORT_CODES = 8 * len(_SUPPORT_SIZES) * len(_SUPPORT_ORDERS)
 
 
 def dtypes(*, allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> st.SearchStrategy[torch.dtype]:
@@ -132,9 +168,13 @@ def shapes(
 def special_values(dtype: torch.dtype) -> st.SearchStrategy[float]:
     """Simple floats first (they shrink to small integers), then the dtype's edges:
     ±0, ±1, the largest finite, the smallest normal and the smallest subnormal."""
+    return st.one_of(_finite_floats(dtype), _edges(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _edges(dtype: torch.dtype) -> st.SearchStrategy[float]:
     info = torch.finfo(dtype)
-    edges = [0.0, -0.0, 1.0, -1.0, info.max, -info.max, info.tiny, -info.tiny, info.smallest_normal * info.eps]
-    return st.one_of(_finite_floats(dtype), st.sampled_from(edges))
+    return st.sampled_from([0.0, -0.0, 1.0, -1.0, info.max, -info.max, info.tiny, -info.tiny, info.smallest_normal * info.eps])
 
 
 @functools.lru_cache(maxsize=None)
@@ -179,36 +219,45 @@ class TensorRecipe:
     regime: str
     scale: float  # the constant for "constant", the power of two for the others
     seed: int
-    support: int | None  # None: every element drawn; else only about this many, the rest zero
+    support: int | None  # None: every element drawn; else only this many are kept, the rest zero
+    support_order: str  # which ones are kept: largest "magnitude", "largest" values, "smallest" values
     splices: tuple[tuple[int, float], ...]
     limit: float  # largest magnitude: the dtype's largest finite number unless capped
 
     def materialize(self) -> torch.Tensor:
-        numel = math.prod(self.shape)
+        # A few microseconds per torch call add up to a few percent of
+        # Hypothesis' per-example cost: calls that would change nothing are skipped.
         work = torch.float64 if self.dtype == torch.float64 else torch.float32
-        generator = _generator(self.seed)
         if self.regime in ("zeros", "constant"):
-            flat = torch.full((numel,), self.scale, dtype=work)
+            values = torch.full(self.shape, self.scale, dtype=work)
         else:
-            flat = torch.randn(numel, generator=generator, dtype=work)
+            generator = _generator(self.seed)
+            # One call: normal() scales as it draws (randn then mul_ costs twice).
+            values = torch.normal(0.0, self.scale, self.shape, generator=generator, dtype=work)
             if self.regime == "mixed":
+                # Each element's own power of two, uniform over the binades.
                 low, high = _exponent_range(self.dtype)
-                exponents = torch.randint(low, high + 1, (numel,), generator=generator)
-                flat.mul_(torch.pow(2.0, exponents.to(work)))
-            else:
-                flat.mul_(self.scale)
-        if self.support is not None:
-            # The largest elements survive: a failure caused by an outlier
-            # then shrinks to the outlier alone.
-            keep = flat.abs().topk(min(self.support, numel)).indices
-            flat = torch.zeros_like(flat).index_copy_(0, keep, flat[keep])
-        for position, value in self.splices:
-            flat[position] = value
+                exponents = torch.empty(self.shape, dtype=work).uniform_(low, high + 1, generator=generator)
+                values.mul_(exponents.floor_().exp2_())
+        if self.support is not None or self.splices:
+            flat = values.view(-1)
+            if self.support is not None and self.support < flat.numel():
+                # The extreme elements survive: a failure caused by an outlier
+                # then shrinks to the outlier alone.
+                order = self.support_order
+                key = flat.abs() if order == "magnitude" else flat if order == "largest" else flat.neg()
+                keep = key.topk(self.support).indices
+                flat = torch.zeros_like(flat).index_copy_(0, keep, flat[keep])
+                values = flat.view(self.shape)
+            for position, value in self.splices:
+                flat[position] = value
         # randn's tail times a huge scale may overshoot the range; a capped
         # recipe clamps.  Ordinary and tiny values cannot reach the limit.
         if self.regime in ("constant", "huge", "mixed") or self.splices or self.limit < torch.finfo(self.dtype).max:
-            flat.clamp_(-self.limit, self.limit)
-        return flat.to(self.dtype).reshape(self.shape).to(self.device)
+            values.clamp_(-self.limit, self.limit)
+        if work != self.dtype:
+            values = values.to(self.dtype)
+        return values if self.device == "cpu" else values.to(self.device)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))  # Hypothesis' "Falsifying example" uses this
@@ -220,7 +269,7 @@ class TensorRecipe:
         )
         text = f"tensor(shape={self.shape}, {dtype}, {self.device}, regime={regime}, seed={self.seed}"
         if self.support is not None:
-            text += f", support={self.support}"
+            text += f", support={self.support} ({self.support_order})"
         if self.splices:
             text += f", splices={list(self.splices)}"
         if 0 < math.prod(self.shape) <= 16:
@@ -258,45 +307,62 @@ def moderate_limit(dtype: torch.dtype) -> float:
 
 
 def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: str, domain: ValueDomain) -> TensorRecipe:
-    """The choices behind a tensor: regime, scale, support, seed, then the splices.
+    """The choices behind a tensor: seed and head, then the constant or the
+    support, then one value per splice.
 
     A constant number of choices whatever the tensor's size: at most
-    ``5 + 3 * max_splices``, about 6 on average.
+    ``2 + max_splices``, about two on average.
     """
     numel = math.prod(shape)
-    regime, step = draw(_heads(domain.regimes))
-    scale, seed, support = 0.0, 0, None
-    if regime != "zeros":
+    seed = draw(_SEEDS)
+    table = _heads(domain.regimes, domain.max_splices)
+    head = table[seed % len(table)]
+    regime = head.regime
+    scale, support, order = 0.0, None, "magnitude"
+    if regime == "constant":
+        scale = draw(_finite_floats(dtype))
+    elif regime != "zeros":
         low, high = _exponent_range(dtype)
-        if regime == "constant":
-            scale = draw(_finite_floats(dtype))
-        elif regime == "ordinary":
-            scale = 2.0**step
+        if regime == "ordinary":
+            scale = 2.0**head.step
         elif regime == "tiny":
-            scale = 2.0 ** (low + step)
+            scale = 2.0 ** (low + head.step)
         elif regime == "huge":
-            scale = 2.0 ** (high - step)
+            scale = 2.0 ** (high - head.step)
         else:  # mixed: each element gets its own power of two, drawn by the generator
             scale = 1.0
-        # One choice decides the support: mostly every element is drawn, but
-        # the smallest values (a quarter of the range) keep only ``count + 1``
-        # elements, so that a failing example shrinks towards a single
-        # non-zero element instead of a dense random tensor.
-        if numel and domain.sparse:
-            count = draw(_integers(0, 4 * numel - 1))
-            support = count + 1 if count < numel else None
-        seed = draw(_integers(0, 2**32 - 1))
-    # Splices are few, so that they cost few choices: more than half of the
-    # examples have none (the smallest choices, so shrinking removes them).
-    splices: list[tuple[int, float]] = []
-    if numel and domain.max_splices:
-        extra = draw(_integers(0, 2 * domain.max_splices + 1)) - domain.max_splices - 1
-        for _ in range(max(0, extra)):
-            splices.append((draw(_integers(0, numel - 1)), draw(special_values(dtype))))
+    if regime != "zeros" and numel > 1 and domain.sparse:
+        code = draw(_integers(0, _SUPPORT_CODES - 1))
+        size, order_index = divmod(code, len(_SUPPORT_ORDERS))
+        if size < len(_SUPPORT_SIZES) and _SUPPORT_SIZES[size] < numel:
+            support, order = _SUPPORT_SIZES[size], _SUPPORT_ORDERS[order_index]
+    splices: tuple[tuple[int, float], ...] = ()
+    if numel and head.splices:
+        values = [draw(_finite_floats(dtype) if kind == "float" else _edges(dtype)) for kind in head.splices]
+        splices = tuple(zip(_splice_positions(seed, len(values), numel), values))
     limit = torch.finfo(dtype).max
     if domain.limit is not None:
         limit = min(limit, moderate_limit(dtype) if domain.limit == "moderate" else domain.limit)
-    return TensorRecipe(shape, dtype, device, regime, scale, seed, support, tuple(splices), limit)
+    return TensorRecipe(shape, dtype, device, regime, scale, seed, support, order, splices, limit)
+
+
+def _splice_positions(seed: int, count: int, numel: int) -> list[int]:
+    """``count`` distinct positions below ``numel`` (as far as there are), derived from ``seed``.
+
+    Derived rather than drawn: a drawn position would cost a choice per splice.
+    SplitMix64 steps, so that neighbouring seeds give unrelated positions.
+    """
+    positions: list[int] = []
+    state = seed
+    for _ in range(count):
+        state = (state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        mixed = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        position = (mixed ^ (mixed >> 31)) % numel
+        while position in positions and len(positions) < numel:
+            position = (position + 1) % numel
+        positions.append(position)
+    return positions
 
 
 def tensor_recipes(
