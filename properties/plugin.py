@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from properties import database, registry
+from properties.errors import SpecError
 from properties.report import KEY as REPORT_KEY, GateReport
 
 # -- Hypothesis profiles -------------------------------------------------------
@@ -194,10 +195,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def _check_selection_names(config: pytest.Config) -> None:
     selection: _Selection = config._layer_gate_selection  # type: ignore[attr-defined]
-    if registry.anchors():
+    # Names are looked up only when asked for: that imports the layers.
+    if registry.anchors() and selection.layers is not None:
         selection.check_known("--layers", selection.layers, [s.name for s in registry.registered_layers()])
-        props = [p.name for p in registry.registered_properties()]
-        selection.check_known("--properties", selection.properties, props)
+    if registry.anchors() and selection.properties is not None:
+        selection.check_known("--properties", selection.properties, [p.name for p in registry.registered_properties()])
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -218,7 +220,10 @@ class LayerGate(pytest.Module):
             dtypes=None if selection.dtypes is None else [_dtype(d) for d in selection.dtypes],
             devices=selection.devices,
         )
-        specs = registry.registered_layers(self.path.resolve())
+        try:
+            specs = registry.registered_layers(self.path.resolve())
+        except SpecError as error:
+            raise self.CollectError(str(error)) from None
         props = registry.registered_properties()
         specs = [s for s in specs if selection.matches(s.name, selection.layers)]
         module = types.ModuleType(f"layer_gate[{self.path}]")

@@ -14,6 +14,7 @@ that register no layers.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 _layers: dict[str, tuple[Any, Path | None]] = {}
+_pending: list[tuple[str, Path | None]] = []  # import paths not yet imported, and their conftest
 _properties: dict[str, "LayerProperty"] = {}
 
 # The value regimes of ``properties.strategies.tensors``.
@@ -40,24 +42,65 @@ ALL_REGIMES = ("zeros", "constant", "ordinary", "tiny", "huge", "mixed")
 def register(*specs: Any) -> None:
     """Register layer specs with the gate.
 
-    Called from a ``conftest.py``; registering the same spec again from the
-    same file (pytest may import a conftest twice) is harmless, a different
-    spec under a taken name is an error.
+    Called from a ``conftest.py``.  Each argument is a ``LayerSpec`` or the
+    import path of one, or of a sequence of them: ``"package.module:NAME"``.
+    A path is imported only when the gate is collected, so a process that
+    collects nothing (the pytest-xdist controller, ``pytest --version``)
+    never imports the layers, nor torch.  Registering the same spec again
+    from the same file (pytest may import a conftest twice) is harmless; a
+    different spec under a taken name is an error.
     """
-    from properties.spec import LayerSpec
-
     anchor = _calling_conftest()
     for spec in specs:
-        if not isinstance(spec, LayerSpec):
-            raise SpecError(f"register() takes LayerSpec objects, got {spec!r}. Wrap the layer in LayerSpec(...).")
-        taken = _layers.get(spec.name)
-        if taken is not None and not (taken[0].module is spec.module and taken[1] == anchor):
-            where = f" in {taken[1]}" if taken[1] else ""
+        if isinstance(spec, str):
+            module, _, name = spec.partition(":")
+            if not (module and name and all(part.isidentifier() for part in (*module.split("."), name))):
+                raise SpecError(
+                    f"register({spec!r}): an import path looks like 'package.module:NAME' "
+                    "(NAME: a LayerSpec, or a list or tuple of them)."
+                )
+            if (spec, anchor) not in _pending:
+                _pending.append((spec, anchor))
+        else:
+            _register_spec(spec, anchor)
+
+
+def _register_spec(spec: Any, anchor: Path | None, source: str | None = None) -> None:
+    from properties.spec import LayerSpec
+
+    if not isinstance(spec, LayerSpec):
+        given = f"register({source!r}) found {spec!r}" if source else f"register() takes LayerSpec objects, got {spec!r}"
+        raise SpecError(f"{given}. Wrap the layer in LayerSpec(...).")
+    taken = _layers.get(spec.name)
+    if taken is not None and not (taken[0].module is spec.module and taken[1] == anchor):
+        where = f" in {taken[1]}" if taken[1] else ""
+        raise SpecError(
+            f"LayerSpec name {spec.name!r} is already registered{where} for {taken[0].module!r}. "
+            "Give each spec a unique name."
+        )
+    _layers[spec.name] = (spec, anchor)
+
+
+def _import_pending() -> None:
+    """Import the specs registered by import path (at collection, not at registration)."""
+    while _pending:
+        path, anchor = _pending[0]
+        module_name, _, name = path.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name is None or not (module_name == error.name or module_name.startswith(error.name + ".")):
+                raise  # a module the layers import is missing: the traceback says which
             raise SpecError(
-                f"LayerSpec name {spec.name!r} is already registered{where} for {taken[0].module!r}. "
-                "Give each spec a unique name."
-            )
-        _layers[spec.name] = (spec, anchor)
+                f"register({path!r}): there is no module {module_name!r} on sys.path "
+                f"(from {anchor or 'the caller'}). Check the spelling, or install the package."
+            ) from None
+        if not hasattr(module, name):
+            raise SpecError(f"register({path!r}): module {module_name!r} has no attribute {name!r}.")
+        value = getattr(module, name)
+        del _pending[0]
+        for spec in value if isinstance(value, (list, tuple)) else [value]:
+            _register_spec(spec, anchor, path)
 
 
 def unregister(*names: str) -> None:
@@ -67,13 +110,17 @@ def unregister(*names: str) -> None:
 
 
 def registered_layers(anchor: Path | None = None) -> list[Any]:
-    """The registered specs in registration order (only those from ``anchor``, if given)."""
+    """The registered specs in registration order (only those from ``anchor``, if given).
+
+    Imports the specs registered by import path.
+    """
+    _import_pending()
     return [spec for spec, where in _layers.values() if anchor is None or where == anchor]
 
 
 def anchors() -> set[Path]:
-    """The conftest files that registered layers."""
-    return {where for _, where in _layers.values() if where is not None}
+    """The conftest files that registered layers (without importing any)."""
+    return {where for _, where in (*_layers.values(), *_pending) if where is not None}
 
 
 def _calling_conftest() -> Path | None:

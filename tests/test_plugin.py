@@ -83,6 +83,42 @@ def test_the_plugin_costs_nothing_in_a_project_without_layers(pytester):
     result.assert_outcomes(passed=1)
 
 
+def test_layers_registered_by_import_path_are_imported_only_where_tests_are_collected(pytester):
+    # The module notes each process that imports it; under xdist only the
+    # workers (gw0, gw1) collect, so the controller never imports torch.
+    pytester.makepyfile(
+        lazy_specs="""
+import os
+from layers.specs import centered_spec
+with open("imported-by.txt", "a") as out:
+    out.write(os.environ.get("PYTEST_XDIST_WORKER", "controller") + "\\n")
+SPECS = [centered_spec]
+"""
+    )
+    pytester.makeconftest("from properties import register\nregister('lazy_specs:SPECS')\n")
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--properties", "gradient_flow")
+    result.assert_outcomes(passed=1)
+    assert sorted((pytester.path / "imported-by.txt").read_text().split()) == ["gw0", "gw1"]
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("lazy_specs", "register('lazy_specs'): an import path looks like 'package.module:NAME'"),
+        ("no_such_module:SPECS", "register('no_such_module:SPECS'): there is no module 'no_such_module' on sys.path"),
+        ("lazy_specs:NOPE", "register('lazy_specs:NOPE'): module 'lazy_specs' has no attribute 'NOPE'."),
+        ("lazy_specs:NOT_A_SPEC", "register('lazy_specs:NOT_A_SPEC') found 42. Wrap the layer in LayerSpec(...)."),
+    ],
+)
+def test_a_wrong_import_path_is_an_error_that_says_what_to_change(pytester, path, message):
+    # A malformed path fails when the conftest is loaded, the others when the gate is collected.
+    pytester.makepyfile(lazy_specs="NOT_A_SPEC = 42\n")
+    pytester.makeconftest(f"from properties import register\nregister({path!r})\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret != 0
+    assert message in result.stdout.str() + result.stderr.str()
+
+
 def test_the_markdown_report_matches_the_terminal_matrix_across_workers(pytester):
     pytester.makeconftest(TEXTBOOK_AS_MYLINEAR)
     result = pytester.runpytest_subprocess(
