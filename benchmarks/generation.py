@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import gc
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -103,6 +104,10 @@ def throughput(examples: int, rounds: int, log: Callable[[str], None]) -> dict[i
     for round_ in range(rounds):
         for side, named in cases.items():
             for name, (strategy, threads) in named.items():
+                # Every measurement starts from a collected heap: otherwise a
+                # full collection of the previous one's garbage lands in
+                # whichever strategy happens to run next.
+                gc.collect()
                 with torch_threads(threads):
                     rate = measure(strategy, examples)
                 if rate.per_second > best[side].get(name, Rate()).per_second:

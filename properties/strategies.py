@@ -1,12 +1,14 @@
 """Hypothesis strategies for dtypes, devices, shapes, tensors and layer examples.
 
-Tensors cost O(1) Hypothesis choices whatever their size: a value regime, the
-regime's scale, a seed, and a few explicitly drawn elements spliced in at
-drawn positions.  torch's own generator, seeded with the drawn seed,
-materializes the rest.  Choices come in the order that shrinking should
-simplify them: small shapes first, then the constant regime (all zeros at its
-simplest), then few spliced elements with simple values.  Nothing here touches
-torch's global RNG state except inside ``seeded()``, which restores it.
+Tensors cost O(1) Hypothesis choices whatever their size, two on most
+draws: one number that is both the seed and (by its residue) the head, that
+is the value regime, its scale and how many elements are spliced in; and the
+support, which keeps every element or only a few extreme ones.  A constant
+and each spliced element cost one more.  torch's own generator, seeded with
+the drawn seed, materializes the values.  Shrinking moves towards small
+shapes, then small numbers (no splices; zeros, then constants), then a
+single non-zero element.  Nothing here touches torch's global RNG state
+except inside ``seeded()``, which restores it.
 """
 
 from __future__ import annotations
@@ -63,36 +65,47 @@ _SEEDS = _integers(0, 2**32 - 1)
 @dataclasses.dataclass(frozen=True)
 class _Head:
     regime: str
-    step: int  # the scale's power of two, relative to the regime's base
+    scale: float  # the regime's scale in this dtype (a constant's value is drawn)
     splices: tuple[str, ...]  # the kind of each spliced element: "float" or "edge"
 
 
 @functools.lru_cache(maxsize=None)
-def _heads(regimes: tuple[str, ...], max_splices: int) -> tuple[_Head, ...]:
+def _heads(regimes: tuple[str, ...], max_splices: int, dtype: torch.dtype) -> tuple[_Head, ...]:
     """The table of heads.
 
     One spliced element comes in two slots (an arbitrary float, or one of the
-    dtype's edges), larger counts in one slot each (the kinds alternate); a
-    tensor gets splices in one draw in four, mostly a single one.
+    dtype's edges), larger counts in one slot each (the kinds alternate): a
+    quarter of the heads have splices, and about one tensor in eight, since
+    small numbers are drawn more often.
     """
+    low, high = _exponent_range(dtype)
+    # ordinary: around 1; tiny: up from the smallest normal; huge: down from the top;
+    # mixed: each element gets its own power of two, drawn by the generator.
+    scales = {"zeros": lambda step: 0.0, "constant": lambda step: 0.0, "mixed": lambda step: 1.0}
+    scales.update(ordinary=lambda step: 2.0**step, tiny=lambda step: 2.0 ** (low + step), huge=lambda step: 2.0 ** (high - step))
     spliced = [("float",), ("edge",)] if max_splices else []
     spliced += [tuple(("float", "edge")[i % 2] for i in range(count)) for count in range(2, max_splices + 1)]
     slots = [()] * (3 * len(spliced) or 1) + spliced
     return tuple(
-        _Head(regime, step, kinds) for kinds in slots for regime in regimes for step in _SCALE_STEPS.get(regime, (0,))
+        _Head(regime, scales[regime](step), kinds)
+        for kinds in slots
+        for regime in regimes
+        for step in _SCALE_STEPS.get(regime, (0,))
     )
 
 
-# The support is one choice among 192 (uniform, see above): one in four
-# keeps only some elements (the rest exact zeros), in 16 sizes times three
-# orders; the rest keep every element.  Small codes are the sparsest, so a
-# failing example shrinks towards a single non-zero element.  The three orders
-# give the shrinker a way to keep the element that matters: from "the two
-# largest magnitudes" it tries "the largest magnitude", "the largest value"
-# and "the smallest value".
+# The support is one choice: its 24 smallest codes keep only some elements
+# (the rest exact zeros), in 8 sizes times three orders; the other codes keep
+# every element.  Hypothesis favours the smallest values of a choice, so about
+# a quarter of the random tensors come out sparse, half of those with a single
+# element, though the sparse codes are one in 32.  Small codes are the
+# sparsest, so a failing example shrinks towards a single non-zero element;
+# the three orders give the shrinker a way to keep the element that matters:
+# from "the two largest magnitudes" it tries "the largest magnitude", "the
+# largest value" and "the smallest value".
 _SUPPORT_SIZES = (1, 2, 3, 4, 6, 8, 16, 32)
 _SUPPORT_ORDERS = ("magnitude", "largest", "smallest")
-_SUPPORT_CODES = 8 * len(_SUPPORT_SIZES) * len(_SUPPORT_ORDERS)
+_SUPPORT_CODES = 32 * len(_SUPPORT_SIZES) * len(_SUPPORT_ORDERS)
 
 
 def dtypes(*, allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> st.SearchStrategy[torch.dtype]:
@@ -192,8 +205,8 @@ class ValueDomain:
     ``regimes``: value regimes; ``max_splices``: explicitly drawn elements
     spliced in (special values); ``limit``: a cap on magnitudes, a number or
     ``"moderate"`` (about the square root of the dtype's range, see
-    ``moderate_limit``); ``sparse``: whether random regimes may keep only a
-    few elements (the rest exact zeros).
+    ``moderate_limit``); ``sparse``: whether tensors other than zeros may
+    keep only a few elements (the rest exact zeros).
     """
 
     regimes: tuple[str, ...] = ALL_REGIMES
@@ -207,6 +220,8 @@ class ValueDomain:
             raise InvalidArgument(f"ValueDomain(regimes={self.regimes!r}): choose from {ALL_REGIMES}.")
         if not (self.limit is None or self.limit == "moderate" or (isinstance(self.limit, (int, float)) and self.limit > 0)):
             raise InvalidArgument(f"ValueDomain(limit={self.limit!r}): a positive number, 'moderate' or None.")
+        if not (isinstance(self.max_splices, int) and 0 <= self.max_splices <= 32):
+            raise InvalidArgument(f"ValueDomain(max_splices={self.max_splices!r}): a whole number from 0 to 32.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,22 +330,11 @@ def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: 
     """
     numel = math.prod(shape)
     seed = draw(_SEEDS)
-    table = _heads(domain.regimes, domain.max_splices)
+    table = _heads(domain.regimes, domain.max_splices, dtype)
     head = table[seed % len(table)]
-    regime = head.regime
-    scale, support, order = 0.0, None, "magnitude"
+    regime, scale, support, order = head.regime, head.scale, None, "magnitude"
     if regime == "constant":
         scale = draw(_finite_floats(dtype))
-    elif regime != "zeros":
-        low, high = _exponent_range(dtype)
-        if regime == "ordinary":
-            scale = 2.0**head.step
-        elif regime == "tiny":
-            scale = 2.0 ** (low + head.step)
-        elif regime == "huge":
-            scale = 2.0 ** (high - head.step)
-        else:  # mixed: each element gets its own power of two, drawn by the generator
-            scale = 1.0
     if regime != "zeros" and numel > 1 and domain.sparse:
         code = draw(_integers(0, _SUPPORT_CODES - 1))
         size, order_index = divmod(code, len(_SUPPORT_ORDERS))
@@ -340,10 +344,14 @@ def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: 
     if numel and head.splices:
         values = [draw(_finite_floats(dtype) if kind == "float" else _edges(dtype)) for kind in head.splices]
         splices = tuple(zip(_splice_positions(seed, len(values), numel), values))
+    return TensorRecipe(shape, dtype, device, regime, scale, seed, support, order, splices, _limit(dtype, domain.limit))
+
+
+@functools.lru_cache(maxsize=None)
+def _limit(dtype: torch.dtype, cap: float | str | None) -> float:
+    """The largest magnitude of a tensor: the dtype's largest finite number, or the domain's cap."""
     limit = torch.finfo(dtype).max
-    if domain.limit is not None:
-        limit = min(limit, moderate_limit(dtype) if domain.limit == "moderate" else domain.limit)
-    return TensorRecipe(shape, dtype, device, regime, scale, seed, support, order, splices, limit)
+    return limit if cap is None else min(limit, moderate_limit(dtype) if cap == "moderate" else cap)
 
 
 def _splice_positions(seed: int, count: int, numel: int) -> list[int]:
@@ -375,7 +383,7 @@ def tensor_recipes(
     limit: float | str | None = None,
     sparse: bool = True,
 ) -> st.SearchStrategy[TensorRecipe]:
-    """Recipes of tensors: regime, scale, support and seed, then up to ``max_splices`` spliced elements.
+    """Recipes of tensors: seed, regime, scale and support, then up to ``max_splices`` spliced elements.
 
     ``limit`` caps magnitudes (default: the dtype's largest finite number;
     ``"moderate"``: ``moderate_limit(dtype)``); ``sparse=False`` keeps every
