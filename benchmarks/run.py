@@ -86,8 +86,8 @@ def generation_section(rates: dict[int, dict[str, generation.Rate]], args: argpa
     floor_8 = rates[generation.SIDES[0]][generation.FLOOR].examples
     note = (
         f"float32, 2-d shapes with sides 1..N drawn from one shared `st.tuples(st.integers(1, N), st.integers(1, N))`; "
-        f"up to {args.examples} examples per measurement, generate phase only, no database; best of {args.rounds} "
-        "interleaved rounds. Rate = steady state: (examples − 1) / time from the first to the last call of a "
+        f"up to {args.examples} examples per measurement, generate phase only, no database, each after a full "
+        f"garbage collection; best of {args.rounds} interleaved rounds. Rate = steady state: (examples − 1) / time from the first to the last call of a "
         "do-nothing test body. *vs floor*: rate ÷ the shape-only rate; *vs arrays*: rate ÷ the "
         "`arrays(np.float32, shape).map(torch.from_numpy)` rate."
     )
