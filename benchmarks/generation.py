@@ -24,14 +24,16 @@ from typing import Any
 import torch
 from hypothesis import HealthCheck, Phase, find, given, settings, strategies as st
 
+from properties import strategies
 from properties.strategies import tensors
 
 SIDES = (8, 64, 256)
-FLOOR, PROJECT, PROJECT_1T, ARRAYS = (
+FLOOR, PROJECT, PROJECT_1T, ARRAYS, TWO_CHOICES = (
     "shape only (floor)",
     "project `tensors()`",
     "project `tensors()`, torch 1 thread",
     "`arrays` + `from_numpy`",
+    "shape + two integer choices, no tensor",
 )
 
 
@@ -87,9 +89,12 @@ def strategies_for(side: int) -> dict[str, tuple[st.SearchStrategy[Any], int | N
         FLOOR: (shape, None),
         PROJECT: (project, None),
         ARRAYS: (arrays(np.float32, shape).map(torch.from_numpy), None),
-        # Diagnostic: the same strategy with torch's intra-op parallelism off
-        # (large fills and clamps parallelize; on a loaded machine that costs).
+        # Diagnostics: the same strategy with torch's intra-op parallelism off
+        # (large fills and clamps parallelize; on a loaded machine that costs);
+        # and what the project's two choices per tensor (seed, support) cost
+        # Hypothesis alone, before any tensor is made.
         PROJECT_1T: (project, 1),
+        TWO_CHOICES: (st.tuples(shape, strategies._SEEDS, st.integers(0, strategies._SUPPORT_CODES - 1)), None),
     }
 
 
