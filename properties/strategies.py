@@ -1,14 +1,14 @@
 """Hypothesis strategies for dtypes, devices, shapes, tensors and layer examples.
 
-Tensors cost O(1) Hypothesis choices whatever their size, two on most
-draws: one number that is both the seed and (by its residue) the head, that
-is the value regime, its scale and how many elements are spliced in; and the
-support, which keeps every element or only a few extreme ones.  A constant
-and each spliced element cost one more.  torch's own generator, seeded with
-the drawn seed, materializes the values.  Shrinking moves towards small
-shapes, then small numbers (no splices; zeros, then constants), then a
-single non-zero element.  Nothing here touches torch's global RNG state
-except inside ``seeded()``, which restores it.
+Tensors cost O(1) Hypothesis choices whatever their size, one on most
+draws: a number whose last digit says whether every element is kept or a
+single extreme one, and whose other digits are the seed; the seed also picks
+the head: the value regime, its scale (or constant) and how many elements
+are spliced in, each of which costs one more choice.  torch's own generator,
+seeded with the drawn seed, materializes the values.  Shrinking moves towards
+small shapes, then a single non-zero element, then small seeds: no splices,
+zeros, then constants.  Nothing here touches torch's global RNG state except
+inside ``seeded()``, which restores it.
 """
 
 from __future__ import annotations
@@ -49,23 +49,29 @@ __all__ = [
 _integers = functools.lru_cache(maxsize=None)(st.integers)
 
 
-# A tensor's head: its value regime, the regime's power-of-two scale and its
-# splices (how many, and of which kind).  The head and the seed come from one
-# choice, since each choice costs a few percent of Hypothesis' per-example
-# overhead: the seed is the drawn number, the head its residue modulo the
-# table's size.  The table is ordered as shrinking should simplify: the splice
-# slots are the major index (the first ones have no splice), then the regimes,
-# simplest first, so that small numbers mean no splices, then zeros, constants,
-# ordinary values.  Hypothesis draws small numbers often (about half of them
-# below 256), so the table stays below that size: every head stays likely.
+# A tensor costs one choice on most draws (each choice costs some 5-10% of
+# Hypothesis' per-example overhead, and a choice that repeats often makes
+# whole examples repeat, which costs more): a number whose last digit (base
+# 16) is the support and whose other digits are the seed.  The seed's residue
+# modulo the table of heads picks the head: the value regime, its power-of-two
+# scale and the spliced elements (how many, and of which kind).  Shrinking
+# lowers the number: its last digit first, which keeps the seed, so the same
+# values lose all but one element; then the seed, towards small heads.  The
+# table is ordered as shrinking should simplify: the splice slots are the
+# major index (the first ones have no splice), then the regimes, simplest
+# first: zeros, constants, ordinary values.  Hypothesis draws small numbers
+# (and the constants it finds in the source) often: about one tensor in seven
+# has seed 0, all zeros.
 _SCALE_STEPS = {"ordinary": (0, -3, 3), "tiny": (0, 4, 8), "huge": (0, 4, 8)}
+_SUPPORT_DIGITS = 16
+# The number: a 28-bit seed and the support digit.
 _SEEDS = _integers(0, 2**32 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Head:
     regime: str
-    scale: float  # the regime's scale in this dtype (a constant's value is drawn)
+    scale: float  # the regime's scale in this dtype (a constant's value comes from the seed)
     splices: tuple[str, ...]  # the kind of each spliced element: "float" or "edge"
 
 
@@ -79,33 +85,37 @@ def _heads(regimes: tuple[str, ...], max_splices: int, dtype: torch.dtype) -> tu
     small numbers are drawn more often.
     """
     low, high = _exponent_range(dtype)
-    # ordinary: around 1; tiny: up from the smallest normal; huge: down from the top;
-    # mixed: each element gets its own power of two, drawn by the generator.
-    scales = {"zeros": lambda step: 0.0, "constant": lambda step: 0.0, "mixed": lambda step: 1.0}
-    scales.update(ordinary=lambda step: 2.0**step, tiny=lambda step: 2.0 ** (low + step), huge=lambda step: 2.0 ** (high - step))
+
+    def scale(regime: str, step: int) -> float:
+        if regime == "ordinary":
+            return 2.0**step  # around 1
+        if regime == "tiny":
+            return 2.0 ** (low + step)  # up from the smallest normal
+        if regime == "huge":
+            return 2.0 ** (high - step)  # down from the top
+        # mixed: each element gets its own power of two, drawn by the generator;
+        # zeros: none; a constant's value comes from the seed.
+        return 1.0 if regime == "mixed" else 0.0
+
+    ordered = sorted(regimes, key=ALL_REGIMES.index)
+    every = [(regime, step) for regime in ordered for step in _SCALE_STEPS.get(regime, (0,))]
+    # Zeros and constants (one head each) in the first slot and with splices;
+    # the other slots without splices repeat only the random regimes, or
+    # small seeds would give all-equal tensors too often.
+    random_ = [(regime, step) for regime, step in every if regime not in ("zeros", "constant")] or every
     spliced = [("float",), ("edge",)] if max_splices else []
     spliced += [tuple(("float", "edge")[i % 2] for i in range(count)) for count in range(2, max_splices + 1)]
-    slots = [()] * (3 * len(spliced) or 1) + spliced
-    return tuple(
-        _Head(regime, scales[regime](step), kinds)
-        for kinds in slots
-        for regime in regimes
-        for step in _SCALE_STEPS.get(regime, (0,))
-    )
+    slots = [((), every)] + [((), random_)] * (3 * len(spliced) - 1) + [(kinds, every) for kinds in spliced]
+    return tuple(_Head(regime, scale(regime, step), kinds) for kinds, heads in slots for regime, step in heads)
 
 
-# The support is one choice: its 24 smallest codes keep only some elements
-# (the rest exact zeros), in 8 sizes times three orders; the other codes keep
-# every element.  Hypothesis favours the smallest values of a choice, so about
-# a quarter of the random tensors come out sparse, half of those with a single
-# element, though the sparse codes are one in 32.  Small codes are the
-# sparsest, so a failing example shrinks towards a single non-zero element;
-# the three orders give the shrinker a way to keep the element that matters:
-# from "the two largest magnitudes" it tries "the largest magnitude", "the
-# largest value" and "the smallest value".
-_SUPPORT_SIZES = (1, 2, 3, 4, 6, 8, 16, 32)
+# The support digit: 0, 1 and 2 keep a single element, the most extreme in
+# one of three orders (about one random tensor in six, as Hypothesis favours
+# small numbers), the rest keep every element.  The extreme element survives
+# so that a failure caused by an outlier shrinks to the outlier alone; the three
+# orders let the shrinker keep the element that matters: the largest
+# magnitude, the largest value or the smallest value.
 _SUPPORT_ORDERS = ("magnitude", "largest", "smallest")
-_SUPPORT_CODES = 32 * len(_SUPPORT_SIZES) * len(_SUPPORT_ORDERS)
 
 
 def dtypes(*, allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> st.SearchStrategy[torch.dtype]:
@@ -186,8 +196,25 @@ def special_values(dtype: torch.dtype) -> st.SearchStrategy[float]:
 
 @functools.lru_cache(maxsize=None)
 def _edges(dtype: torch.dtype) -> st.SearchStrategy[float]:
+    return st.sampled_from(_edge_values(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _edge_values(dtype: torch.dtype) -> tuple[float, ...]:
     info = torch.finfo(dtype)
-    return st.sampled_from([0.0, -0.0, 1.0, -1.0, info.max, -info.max, info.tiny, -info.tiny, info.smallest_normal * info.eps])
+    return (0.0, -0.0, 1.0, -1.0, info.max, -info.max, info.tiny, -info.tiny, info.smallest_normal * info.eps)
+
+
+@functools.lru_cache(maxsize=None)
+def _constant_values(dtype: torch.dtype) -> tuple[float, ...]:
+    """The constant regime's values, simplest first: small numbers, inexact
+    fractions (their sums round), the square root of the range, then the edges.
+
+    Taken from the seed rather than drawn: a drawn float would cost a choice,
+    and the constant head comes with the seeds Hypothesis draws most often, so
+    drawn floats (themselves mostly simple) would repeat whole examples.
+    """
+    return (1.0, -1.0, 2.0, 0.5, -3.0, 10.0, 0.1, -1 / 3, 1000.0, 1e-3, moderate_limit(dtype), *_edge_values(dtype)[4:])
 
 
 @functools.lru_cache(maxsize=None)
@@ -206,7 +233,7 @@ class ValueDomain:
     spliced in (special values); ``limit``: a cap on magnitudes, a number or
     ``"moderate"`` (about the square root of the dtype's range, see
     ``moderate_limit``); ``sparse``: whether tensors other than zeros may
-    keep only a few elements (the rest exact zeros).
+    keep a single element (the rest exact zeros).
     """
 
     regimes: tuple[str, ...] = ALL_REGIMES
@@ -234,7 +261,7 @@ class TensorRecipe:
     regime: str
     scale: float  # the constant for "constant", the power of two for the others
     seed: int
-    support: int | None  # None: every element drawn; else only this many are kept, the rest zero
+    support: int | None  # None: every element kept; else only this many (1 as drawn), the rest zero
     support_order: str  # which ones are kept: largest "magnitude", "largest" values, "smallest" values
     splices: tuple[tuple[int, float], ...]
     limit: float  # largest magnitude: the dtype's largest finite number unless capped
@@ -266,8 +293,8 @@ class TensorRecipe:
                 values = flat.view(self.shape)
             for position, value in self.splices:
                 flat[position] = value
-        # randn's tail times a huge scale may overshoot the range; a capped
-        # recipe clamps.  Ordinary and tiny values cannot reach the limit.
+        # A normal sample's tail times a huge scale may overshoot the range; a
+        # capped recipe clamps.  Ordinary and tiny values cannot reach the limit.
         if self.regime in ("constant", "huge", "mixed") or self.splices or self.limit < torch.finfo(self.dtype).max:
             values.clamp_(-self.limit, self.limit)
         if work != self.dtype:
@@ -322,24 +349,22 @@ def moderate_limit(dtype: torch.dtype) -> float:
 
 
 def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: str, domain: ValueDomain) -> TensorRecipe:
-    """The choices behind a tensor: seed and head, then the constant or the
-    support, then one value per splice.
+    """The choices behind a tensor: the number (seed, head and support), then
+    one value per spliced element.
 
-    A constant number of choices whatever the tensor's size: at most
-    ``2 + max_splices``, about two on average.
+    A constant number of choices whatever the tensor's size: one on most
+    draws, at most ``1 + max_splices``.
     """
     numel = math.prod(shape)
-    seed = draw(_SEEDS)
+    seed, digit = divmod(draw(_SEEDS), _SUPPORT_DIGITS)
     table = _heads(domain.regimes, domain.max_splices, dtype)
     head = table[seed % len(table)]
     regime, scale, support, order = head.regime, head.scale, None, "magnitude"
     if regime == "constant":
-        scale = draw(_finite_floats(dtype))
-    if regime != "zeros" and numel > 1 and domain.sparse:
-        code = draw(_integers(0, _SUPPORT_CODES - 1))
-        size, order_index = divmod(code, len(_SUPPORT_ORDERS))
-        if size < len(_SUPPORT_SIZES) and _SUPPORT_SIZES[size] < numel:
-            support, order = _SUPPORT_SIZES[size], _SUPPORT_ORDERS[order_index]
+        constants = _constant_values(dtype)
+        scale = constants[seed // len(table) % len(constants)]
+    if regime != "zeros" and numel > 1 and domain.sparse and digit < len(_SUPPORT_ORDERS):
+        support, order = 1, _SUPPORT_ORDERS[digit]
     splices: tuple[tuple[int, float], ...] = ()
     if numel and head.splices:
         values = [draw(_finite_floats(dtype) if kind == "float" else _edges(dtype)) for kind in head.splices]
