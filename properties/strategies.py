@@ -80,9 +80,9 @@ def _heads(regimes: tuple[str, ...], max_splices: int, dtype: torch.dtype) -> tu
     """The table of heads.
 
     One spliced element comes in two slots (an arbitrary float, or one of the
-    dtype's edges), larger counts in one slot each (the kinds alternate): a
-    quarter of the heads have splices, and about one tensor in eight, since
-    small numbers are drawn more often.
+    dtype's edges), larger counts in one slot each (the kinds alternate): one
+    head in eight has splices, and about one tensor in sixteen, since small
+    numbers are drawn more often.  Each spliced element costs a choice.
     """
     low, high = _exponent_range(dtype)
 
@@ -105,7 +105,7 @@ def _heads(regimes: tuple[str, ...], max_splices: int, dtype: torch.dtype) -> tu
     random_ = [(regime, step) for regime, step in every if regime not in ("zeros", "constant")] or every
     spliced = [("float",), ("edge",)] if max_splices else []
     spliced += [tuple(("float", "edge")[i % 2] for i in range(count)) for count in range(2, max_splices + 1)]
-    slots = [((), every)] + [((), random_)] * (3 * len(spliced) - 1) + [(kinds, every) for kinds in spliced]
+    slots = [((), every)] + [((), random_)] * (7 * len(spliced) - 1) + [(kinds, every) for kinds in spliced]
     return tuple(_Head(regime, scale(regime, step), kinds) for kinds, heads in slots for regime, step in heads)
 
 
@@ -283,14 +283,15 @@ class TensorRecipe:
                 values.mul_(exponents.floor_().exp2_())
         if self.support is not None or self.splices:
             flat = values.view(-1)
-            if self.support is not None and self.support < flat.numel():
-                # The extreme elements survive: a failure caused by an outlier
-                # then shrinks to the outlier alone.
+            numel = flat.numel()
+            if self.support is not None and self.support < numel and self.regime == "constant":
+                flat[self.support :] = 0.0  # equal values: the first ones survive
+            elif self.support is not None and self.support < numel:
+                # The extreme elements survive (ties would keep a few more): a
+                # failure caused by an outlier then shrinks to the outlier alone.
                 order = self.support_order
                 key = flat.abs() if order == "magnitude" else flat if order == "largest" else flat.neg()
-                keep = key.topk(self.support).indices
-                flat = torch.zeros_like(flat).index_copy_(0, keep, flat[keep])
-                values = flat.view(self.shape)
+                flat.masked_fill_(key < key.kthvalue(numel - self.support + 1).values, 0.0)
             for position, value in self.splices:
                 flat[position] = value
         # A normal sample's tail times a huge scale may overshoot the range; a
