@@ -88,7 +88,7 @@ def seed_only(shape: st.SearchStrategy[tuple[int, ...]], scale: float = 1.0) -> 
     @st.composite
     def draw_tensor(draw: Any) -> torch.Tensor:
         size = draw(shape)
-        values = torch.randn(size, generator=generator.manual_seed(draw(strategies._SEEDS)))
+        values = torch.randn(size, generator=generator.manual_seed(draw(strategies._NUMBERS)))
         return values if scale == 1.0 else values.mul_(scale)
 
     return draw_tensor()
@@ -111,7 +111,7 @@ def strategies_for(side: int) -> dict[str, tuple[st.SearchStrategy[Any], int | N
         # before any tensor is made; and the seed-only strategy (fast, but a
         # failure stays a dense random tensor).
         PROJECT_1T: (project, 1),
-        ONE_CHOICE: (st.tuples(shape, strategies._SEEDS), None),
+        ONE_CHOICE: (st.tuples(shape, strategies._NUMBERS), None),
         SEED_ONLY: (seed_only(shape), None),
     }
 

@@ -64,8 +64,8 @@ _integers = functools.lru_cache(maxsize=None)(st.integers)
 # has seed 0, all zeros.
 _SCALE_STEPS = {"ordinary": (0, -3, 3), "tiny": (0, 4, 8), "huge": (0, 4, 8)}
 _SUPPORT_DIGITS = 16
-# The number: a 28-bit seed and the support digit.
-_SEEDS = _integers(0, 2**32 - 1)
+# The number: a 28-bit seed, then the support digit.
+_NUMBERS = _integers(0, 2**32 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,7 +357,7 @@ def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: 
     draws, at most ``1 + max_splices``.
     """
     numel = math.prod(shape)
-    seed, digit = divmod(draw(_SEEDS), _SUPPORT_DIGITS)
+    seed, digit = divmod(draw(_NUMBERS), _SUPPORT_DIGITS)
     table = _heads(domain.regimes, domain.max_splices, dtype)
     head = table[seed % len(table)]
     regime, scale, support, order = head.regime, head.scale, None, "magnitude"
