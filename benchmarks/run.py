@@ -280,7 +280,8 @@ def readme_section(body: str) -> str:
         "`-n auto`. It prints Markdown tables; `--quick` is a smoke run (tiny counts, no gate timing), "
         "`--output FILE` also writes them to a file, `--update-readme` replaces this section. The figures "
         "are rates and ratios measured in one run, not timed tests: compare rows of one run, not runs on "
-        "different machines.\n\n"
+        "different machines. On a shared machine they move by a few percent from run to run, so a target "
+        "met by a small margin in one run may be missed in the next.\n\n"
         "Latest run:\n\n" + body
     )
 
