@@ -179,6 +179,29 @@ def test_sparse_tensors_keep_their_extreme_elements(order):
     assert torch.equal(kept, expected) and int((kept != 0).sum()) == recipe.support
 
 
+def test_a_tensor_costs_one_choice_on_most_draws_whatever_its_size():
+    # The choices behind a recipe, counted with a stand-in for Hypothesis'
+    # draw: the number, then one per spliced element; never the elements.
+    from properties.strategies import ValueDomain, _draw_recipe
+
+    def choices(shape, number):
+        count = []
+
+        def draw(strategy):
+            count.append(strategy)
+            return number if len(count) == 1 else 1.0
+
+        _draw_recipe(draw, shape, torch.float32, "cpu", ValueDomain())
+        return len(count)
+
+    numbers = random.Random(0).sample(range(2**32), 500)
+    for shape in [(1,), (8, 8), (256, 256, 4)]:
+        counts = [choices(shape, number) for number in numbers]
+        assert max(counts) <= 1 + ValueDomain().max_splices
+        assert sum(c == 1 for c in counts) > 0.8 * len(counts)
+    assert [choices((1,), n) for n in numbers] == [choices((256, 256, 4), n) for n in numbers]
+
+
 def test_splices_are_few_and_reach_both_kinds():
     # About one tensor in eight gets splices (a quarter of the heads, small
     # numbers being drawn more often); both kinds of value appear.
