@@ -52,7 +52,7 @@ _integers = functools.lru_cache(maxsize=None)(st.integers)
 # A tensor costs one choice on most draws (each choice costs some 5-10% of
 # Hypothesis' per-example overhead, and a choice that repeats often makes
 # whole examples repeat, which costs more): a number whose last digit (base
-# 16) is the support and whose other digits are the seed.  The seed's residue
+# 16) says which elements are kept and whose other digits are the seed.  The seed's residue
 # modulo the table of heads picks the head: the value regime, its power-of-two
 # scale and the spliced elements (how many, and of which kind).  Shrinking
 # lowers the number: its last digit first, which keeps the seed, so the same
@@ -63,8 +63,8 @@ _integers = functools.lru_cache(maxsize=None)(st.integers)
 # (and the constants it finds in the source) often: about one tensor in seven
 # has seed 0, all zeros.
 _SCALE_STEPS = {"ordinary": (0, -3, 3), "tiny": (0, 4, 8), "huge": (0, 4, 8)}
-_SUPPORT_DIGITS = 16
-# The number: a 28-bit seed, then the support digit.
+_KEEP_DIGITS = 16
+# The number: a 28-bit seed, then the keep digit.
 _NUMBERS = _integers(0, 2**32 - 1)
 
 
@@ -109,13 +109,13 @@ def _heads(regimes: tuple[str, ...], max_splices: int, dtype: torch.dtype) -> tu
     return tuple(_Head(regime, scale(regime, step), kinds) for kinds, heads in slots for regime, step in heads)
 
 
-# The support digit: 0, 1 and 2 keep a single element, the most extreme in
+# The keep digit: 0, 1 and 2 keep a single element, the most extreme in
 # one of three orders (about one random tensor in six, as Hypothesis favours
 # small numbers), the rest keep every element.  The extreme element survives
 # so that a failure caused by an outlier shrinks to the outlier alone; the three
 # orders let the shrinker keep the element that matters: the largest
 # magnitude, the largest value or the smallest value.
-_SUPPORT_ORDERS = ("magnitude", "largest", "smallest")
+_KEEP_ORDERS = ("magnitude", "largest", "smallest")
 
 
 def dtypes(*, allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> st.SearchStrategy[torch.dtype]:
@@ -261,8 +261,7 @@ class TensorRecipe:
     regime: str
     scale: float  # the constant for "constant", the power of two for the others
     seed: int
-    support: int | None  # None: every element kept; else only this many (1 as drawn), the rest zero
-    support_order: str  # which ones are kept: largest "magnitude", "largest" values, "smallest" values
+    keep: str | None  # None: every element; else only the most extreme: "magnitude", "largest" or "smallest"
     splices: tuple[tuple[int, float], ...]
     limit: float  # largest magnitude: the dtype's largest finite number unless capped
 
@@ -276,27 +275,28 @@ class TensorRecipe:
             generator = _generator(self.seed)
             # One call: normal() scales as it draws (randn then mul_ costs twice).
             values = torch.normal(0.0, self.scale, self.shape, generator=generator, dtype=work)
-            if self.regime == "mixed":
-                # Each element's own power of two, uniform over the binades.
+            if self.regime == "mixed":  # each element's own power of two, uniform over the binades
                 low, high = _exponent_range(self.dtype)
-                exponents = torch.empty(self.shape, dtype=work).uniform_(low, high + 1, generator=generator)
-                values.mul_(exponents.floor_().exp2_())
-        if self.support is not None or self.splices:
-            flat = values.view(-1)
-            numel = flat.numel()
-            if self.support is not None and self.support < numel and self.regime == "constant":
-                flat[self.support :] = 0.0  # equal values: the first ones survive
-            elif self.support is not None and self.support < numel:
-                # The extreme elements survive (ties would keep a few more): a
-                # failure caused by an outlier then shrinks to the outlier alone.
-                order = self.support_order
-                key = flat.abs() if order == "magnitude" else flat if order == "largest" else flat.neg()
-                flat.masked_fill_(key < key.kthvalue(numel - self.support + 1).values, 0.0)
-            for position, value in self.splices:
-                flat[position] = value
-        # A normal sample's tail times a huge scale may overshoot the range; a
-        # capped recipe clamps.  Ordinary and tiny values cannot reach the limit.
-        if self.regime in ("constant", "huge", "mixed") or self.splices or self.limit < torch.finfo(self.dtype).max:
+                values = torch.ldexp(values, torch.randint(low, high + 1, self.shape, generator=generator))
+        if self.keep == "magnitude" and self.regime != "constant":
+            # The extreme element survives (exact ties would keep a few): a
+            # failure caused by an outlier then shrinks to the outlier alone.
+            magnitudes = values.abs()
+            values.masked_fill_(magnitudes < magnitudes.max(), 0.0)
+        elif self.keep == "largest" and self.regime != "constant":
+            values.masked_fill_(values < values.max(), 0.0)
+        elif self.keep == "smallest" and self.regime != "constant":
+            values.masked_fill_(values > values.min(), 0.0)
+        elif self.keep is not None:
+            values.view(-1)[1:] = 0.0  # equal values: the first survives
+        for position, value in self.splices:
+            values.view(-1)[position] = value
+        # Uncapped values stay finite without clamping: the largest scale is an
+        # eighth of the range below its top binade and a normal sample stays far
+        # below 16 (torch's Box-Muller transform gives at most about 8.6; a
+        # Gaussian tail beyond 16 has probability ~1e-57); constants and spliced
+        # values are the dtype's own numbers.  A capped recipe clamps.
+        if self.limit < torch.finfo(self.dtype).max:
             values.clamp_(-self.limit, self.limit)
         if work != self.dtype:
             values = values.to(self.dtype)
@@ -311,8 +311,8 @@ class TensorRecipe:
             self.regime, f"{self.regime} x{self.scale:.3g}"
         )
         text = f"tensor(shape={self.shape}, {dtype}, {self.device}, regime={regime}, seed={self.seed}"
-        if self.support is not None:
-            text += f", support={self.support} ({self.support_order})"
+        if self.keep is not None:
+            text += f", keep=most {self.keep}"
         if self.splices:
             text += f", splices={list(self.splices)}"
         if 0 < math.prod(self.shape) <= 16:
@@ -350,27 +350,27 @@ def moderate_limit(dtype: torch.dtype) -> float:
 
 
 def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: str, domain: ValueDomain) -> TensorRecipe:
-    """The choices behind a tensor: the number (seed, head and support), then
+    """The choices behind a tensor: the number (seed, head and kept elements), then
     one value per spliced element.
 
     A constant number of choices whatever the tensor's size: one on most
     draws, at most ``1 + max_splices``.
     """
     numel = math.prod(shape)
-    seed, digit = divmod(draw(_NUMBERS), _SUPPORT_DIGITS)
+    seed, digit = divmod(draw(_NUMBERS), _KEEP_DIGITS)
     table = _heads(domain.regimes, domain.max_splices, dtype)
     head = table[seed % len(table)]
-    regime, scale, support, order = head.regime, head.scale, None, "magnitude"
+    regime, scale, keep = head.regime, head.scale, None
     if regime == "constant":
         constants = _constant_values(dtype)
         scale = constants[seed // len(table) % len(constants)]
-    if regime != "zeros" and numel > 1 and domain.sparse and digit < len(_SUPPORT_ORDERS):
-        support, order = 1, _SUPPORT_ORDERS[digit]
+    if regime != "zeros" and numel > 1 and domain.sparse and digit < len(_KEEP_ORDERS):
+        keep = _KEEP_ORDERS[digit]
     splices: tuple[tuple[int, float], ...] = ()
     if numel and head.splices:
         values = [draw(_finite_floats(dtype) if kind == "float" else _edges(dtype)) for kind in head.splices]
         splices = tuple(zip(_splice_positions(seed, len(values), numel), values))
-    return TensorRecipe(shape, dtype, device, regime, scale, seed, support, order, splices, _limit(dtype, domain.limit))
+    return TensorRecipe(shape, dtype, device, regime, scale, seed, keep, splices, _limit(dtype, domain.limit))
 
 
 @functools.lru_cache(maxsize=None)
@@ -409,7 +409,7 @@ def tensor_recipes(
     limit: float | str | None = None,
     sparse: bool = True,
 ) -> st.SearchStrategy[TensorRecipe]:
-    """Recipes of tensors: seed, regime, scale and support, then up to ``max_splices`` spliced elements.
+    """Recipes of tensors: seed, regime, scale and kept elements, then up to ``max_splices`` spliced elements.
 
     ``limit`` caps magnitudes (default: the dtype's largest finite number;
     ``"moderate"``: ``moderate_limit(dtype)``); ``sparse=False`` keeps every
