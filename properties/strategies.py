@@ -291,9 +291,10 @@ class TensorRecipe:
             values.view(-1)[1:] = 0.0  # equal values: the first survives
         for position, value in self.splices:
             values.view(-1)[position] = value
-        # Uncapped values stay finite without clamping: the largest scale is an
-        # eighth of the range below its top binade and a normal sample stays far
-        # below 16 (torch's Box-Muller transform gives at most about 8.6; a
+        # Uncapped values stay finite without clamping: the largest scale is
+        # 2**(e - 3), e the exponent of the dtype's top binade, so any sample
+        # below 16 in magnitude times it is finite, and a normal sample stays
+        # far below 16 (torch's Box-Muller transform gives at most about 8.6; a
         # Gaussian tail beyond 16 has probability ~1e-57); constants and spliced
         # values are the dtype's own numbers.  A capped recipe clamps.
         if self.limit < torch.finfo(self.dtype).max:
