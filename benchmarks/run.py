@@ -95,7 +95,7 @@ def generation_section(rates: dict[int, dict[str, generation.Rate]], args: argpa
         note += f" At 8×8 the floor stops after {floor_8} examples: Hypothesis has then drawn every distinct shape."
     note += (
         " The last three rows of each size are diagnostics: the same project strategy with "
-        "`torch.set_num_threads(1)`; the shape plus the project's one choice (seed, head and support), no "
+        "`torch.set_num_threads(1)`; the shape plus the project's one choice (seed, head and which elements are kept), no "
         "tensor: what Hypothesis itself charges for it; and the seed-only strategy of the issue (shape and "
         "seed, then `torch.randn`), which is fast but shrinks to a dense random tensor."
     )
