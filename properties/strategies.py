@@ -63,6 +63,13 @@ _integers = functools.lru_cache(maxsize=None)(st.integers)
 # (and the constants it finds in the source) often: about one tensor in seven
 # has seed 0, all zeros.
 _SCALE_STEPS = {"ordinary": (0, -3, 3), "tiny": (0, 4, 8), "huge": (0, 4, 8)}
+# The keep digit (base 16): 0, 1 and 2 keep a single element, the most extreme in
+# one of three orders (about one random tensor in six, as Hypothesis favours
+# small numbers), the rest keep every element.  The extreme element survives
+# so that a failure caused by an outlier shrinks to the outlier alone; the three
+# orders let the shrinker keep the element that matters: the largest
+# magnitude, the largest value or the smallest value.
+_KEEP_ORDERS = ("magnitude", "largest", "smallest")
 _KEEP_DIGITS = 16
 # The number: a 28-bit seed, then the keep digit.
 _NUMBERS = _integers(0, 2**32 - 1)
@@ -107,15 +114,6 @@ def _heads(regimes: tuple[str, ...], max_splices: int, dtype: torch.dtype) -> tu
     spliced += [tuple(("float", "edge")[i % 2] for i in range(count)) for count in range(2, max_splices + 1)]
     slots = [((), every)] + [((), random_)] * (7 * len(spliced) - 1) + [(kinds, every) for kinds in spliced]
     return tuple(_Head(regime, scale(regime, step), kinds) for kinds, heads in slots for regime, step in heads)
-
-
-# The keep digit: 0, 1 and 2 keep a single element, the most extreme in
-# one of three orders (about one random tensor in six, as Hypothesis favours
-# small numbers), the rest keep every element.  The extreme element survives
-# so that a failure caused by an outlier shrinks to the outlier alone; the three
-# orders let the shrinker keep the element that matters: the largest
-# magnitude, the largest value or the smallest value.
-_KEEP_ORDERS = ("magnitude", "largest", "smallest")
 
 
 def dtypes(*, allowed: Sequence[torch.dtype] = FLOAT_DTYPES) -> st.SearchStrategy[torch.dtype]:
@@ -278,19 +276,21 @@ class TensorRecipe:
             if self.regime == "mixed":  # each element's own power of two, uniform over the binades
                 low, high = _exponent_range(self.dtype)
                 values = torch.ldexp(values, torch.randint(low, high + 1, self.shape, generator=generator))
-        if self.keep == "magnitude" and self.regime != "constant":
+        if self.keep is not None and self.regime == "constant":
+            values.view(-1)[1:] = 0.0  # equal values: the first survives
+        elif self.keep == "magnitude":
             # The extreme element survives (exact ties would keep a few): a
             # failure caused by an outlier then shrinks to the outlier alone.
             magnitudes = values.abs()
             values.masked_fill_(magnitudes < magnitudes.max(), 0.0)
-        elif self.keep == "largest" and self.regime != "constant":
+        elif self.keep == "largest":
             values.masked_fill_(values < values.max(), 0.0)
-        elif self.keep == "smallest" and self.regime != "constant":
+        elif self.keep == "smallest":
             values.masked_fill_(values > values.min(), 0.0)
-        elif self.keep is not None:
-            values.view(-1)[1:] = 0.0  # equal values: the first survives
-        for position, value in self.splices:
-            values.view(-1)[position] = value
+        if self.splices:
+            flat = values.view(-1)
+            for position, value in self.splices:
+                flat[position] = value
         # Uncapped values stay finite without clamping: the largest scale is
         # 2**(e - 3), e the exponent of the dtype's top binade, so any sample
         # below 16 in magnitude times it is finite, and a normal sample stays
