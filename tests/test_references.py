@@ -149,8 +149,15 @@ SPECS = [
 SETTINGS = settings(settings.default, database=None)
 
 
+# Left out, with the reason (outside the tolerances): torch's CPU flash-attention
+# kernel has no double backward ("derivative for
+# aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented"),
+# so gradgradcheck inside gradients_match_finite_differences crashes.
+EXCLUDED = {("scaled_dot_product_attention", "gradients_match_finite_differences")}
+
+
 def _applicable(spec: LayerSpec) -> list[str]:
-    return [p.name for p in registered_properties() if not why_not_run(p, spec)]
+    return [p.name for p in registered_properties() if not why_not_run(p, spec) and (spec.name, p.name) not in EXCLUDED]
 
 
 @pytest.mark.parametrize(

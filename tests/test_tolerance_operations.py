@@ -77,7 +77,7 @@ UNARY = {
     "inverse_square": (lambda t: t**-2, lambda b: b**-2),
 }
 SHARP_UNARY = {"sigmoid": (16.0, 2.0), "silu": (16.0, 2.0), "softplus": (16.0, 2.0), "softplus_beta2": (16.0, 2.0),
-               "gelu": (40.0, 2.0), "gelu_tanh": (40.0, 2.0)}
+               "gelu": (64.0, 2.0), "gelu_tanh": (64.0, 2.0)}
 POSITIVE_UNARY = {
     "log": (torch.log, tol.log),
     "log1p": (torch.log1p, tol.log1p),
@@ -115,7 +115,7 @@ OPERATIONS = [
     Operation("amin", lambda x, y: (x.amin(-1, keepdim=True), tol.amin(Ex(x), -1, keepdim=True)), sharp=(0.0, 0.0)),
     Operation("logsumexp", lambda x, y: (torch.logsumexp(x, -1), tol.logsumexp(Ex(x), -1)), sharp=(20.0, 3.0)),
     Operation("softmax", lambda x, y: (torch.softmax(x, -1), tol.softmax(Ex(x), -1)), sharp=(80.0, 2.0)),
-    Operation("log_softmax", lambda x, y: (torch.log_softmax(x, -1), tol.log_softmax(Ex(x), -1)), sharp=(20.0, 2.0)),
+    Operation("log_softmax", lambda x, y: (torch.log_softmax(x, -1), tol.log_softmax(Ex(x), -1)), sharp=(20.0, 4.0)),
     Operation(
         "layer_norm",
         lambda x, y: (
@@ -161,8 +161,8 @@ OPERATIONS = [
     Operation(
         "conv2d",
         lambda x, y: (
-            F.conv2d(x[None, None], _conv_weight(x, 2), stride=(1, 2)),
-            tol.conv2d(Ex(x[None, None]), Ex(_conv_weight(x, 2)), stride=(1, 2)),
+            F.conv2d(x[None, None], _conv_weight(x, 2), stride=(1, 2), padding=1),
+            tol.conv2d(Ex(x[None, None]), Ex(_conv_weight(x, 2)), stride=(1, 2), padding=1),
         ),
         sharp=(8.0, 2.0),
     ),
@@ -248,3 +248,34 @@ def test_every_public_operation_is_tested():
     operations = {name for name in tol.__all__ if callable(getattr(tol, name)) and name[0].islower()}
     helpers = {"accumulating", "accumulation_dtype", "assert_within_bound", "gamma", "unit_roundoff"}
     assert operations - helpers - covered == set()
+
+
+LIBRARY = {
+    "exp": (torch.exp, False), "expm1": (torch.expm1, False), "log": (torch.log, True), "log1p": (torch.log1p, True),
+    "tanh": (torch.tanh, False), "erf": (torch.erf, False), "sqrt": (torch.sqrt, True), "rsqrt": (torch.rsqrt, True),
+    "sigmoid": (torch.sigmoid, False), "silu": (F.silu, False), "softplus": (F.softplus, False), "gelu": (F.gelu, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY))
+def test_library_constants_cover_measured_errors(name):
+    """LIBRARY_ULPS is at least twice the largest error of torch's float32 kernels over a sweep of scales."""
+    function, positive = LIBRARY[name]
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(1 << 15, generator=g) * scale for scale in (1e-6, 1e-3, 0.1, 1, 4, 10, 30, 80)])
+    x = x.abs() if positive else x
+    computed, exact = function(x).double(), function(x.double())
+    size = exact.abs() + (x.double().abs() / 2 if name == "gelu" else 0)  # gelu: relative to |f| + |x|/2
+    # silu's result is lost where exp(-x) overflows float32 (an absolute term covers it).
+    ok = (exact.abs() < torch.finfo(torch.float32).max) & (size > 4 * torch.finfo(torch.float32).tiny) & ~((name == "silu") & (x < -87))
+    measured = ((computed - exact).abs() / size)[ok].max().item() / tol.unit_roundoff(torch.float32)
+    assert 2 * measured <= tol.LIBRARY_ULPS[name], f"{name}: measured {measured:.3g} u"
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "silu"])
+def test_slope_constants_bound_the_derivative(name):
+    t = torch.linspace(-20, 20, 400001, dtype=torch.float64, requires_grad=True)
+    f = {"gelu": F.gelu, "gelu_tanh": lambda v: F.gelu(v, approximate="tanh"), "silu": F.silu}[name]
+    (slope,) = torch.autograd.grad(f(t).sum(), t)
+    constant = tol._SILU_SLOPE if name == "silu" else tol._GELU_SLOPE
+    assert slope.abs().max().item() <= constant
