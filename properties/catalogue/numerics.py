@@ -214,7 +214,7 @@ def finite_output(case: LayerCase, headroom: int) -> None:
         i = bad.nonzero()[0].tolist()
         raise AssertionError(
             f"{case.spec.name}: {int(bad.sum())} / {out.numel()} outputs are inf/NaN where the exact result "
-            f"fits {case.dtype}; at {i} (input scaled to 2**-{headroom} of the largest finite): computed "
+            f"fits {case.dtype}; at {i} (input scaled to {target:.3g}, 2**-{headroom} of the top): computed "
             f"{out[tuple(i)].item()!r}, exact {expected.value[tuple(i)].item()!r}"
         )
 
