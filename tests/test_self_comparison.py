@@ -92,10 +92,14 @@ class FunctionalLinear(nn.Module):
         return F.linear(x, self.weight, self.bias) + self.offset
 
 
+# A quarter of the ci examples per dtype: the ci profile's count over the four.
+PER_DTYPE = settings(CI_WITHOUT_SHRINKING, max_examples=CI_WITHOUT_SHRINKING.max_examples // len(FLOAT_DTYPES))
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("spec", TORCH_SPECS, ids=lambda s: s.name)
 def test_torch_modules_pass_without_a_reference(spec, dtype):
-    check_layer(dataclasses.replace(spec, dtypes=(dtype,)), SELF_COMPARISONS, settings=CI_WITHOUT_SHRINKING)
+    check_layer(dataclasses.replace(spec, dtypes=(dtype,)), SELF_COMPARISONS, settings=PER_DTYPE)
 
 
 # -- broken layers, declared without a reference ---------------------------------
