@@ -6,6 +6,7 @@ import torch
 from hypothesis import event, strategies as st
 
 from properties import tolerances
+from properties.cases import LayerCase
 from properties.catalogue._common import (
     assert_identical,
     assert_same_computation,
@@ -15,7 +16,6 @@ from properties.catalogue._common import (
     sample,
 )
 from properties.registry import layer_property
-from properties.strategies import LayerCase
 
 
 @layer_property(family="robustness")

@@ -6,6 +6,7 @@ import torch
 from hypothesis import event, strategies as st
 
 from properties import tolerances
+from properties.cases import LayerCase
 from properties.catalogue._common import (
     assert_same_computation,
     comparison_bound,
@@ -16,8 +17,8 @@ from properties.catalogue._common import (
 )
 from properties.comparison import Float64Twin, fits, sum_of_bounds
 from properties.registry import layer_property
-from properties.runner import spec_call
-from properties.strategies import LayerCase, moderate_limit
+from properties.spec import spec_call
+from properties.strategies import moderate_limit
 
 
 @layer_property(family="equivalence", requires=("reference",))
