@@ -22,6 +22,7 @@ __all__ = ["LayerSpec", "FLOAT_DTYPES", "DEVICES", "spec_call"]
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 DEVICES = ("cpu", "cuda", "mps")
+INVARIANCES = ("shift", "scale")
 
 
 # eq=False: specs hold functions and dicts; two specs are the same only if they are one object.
@@ -90,6 +91,28 @@ class LayerSpec:
         (float16/bfloat16 in float32, as torch's own kernels) or
         ``"working"`` (in the working dtype itself, a looser bound); the
         reference is evaluated under ``tolerances.accumulating(accumulation)``.
+
+    Laws of a layer family (``properties.catalogue.laws``; each needs a
+    ``reference`` for its error bound; dims index the input and the output):
+
+    ``invariances``
+        Some of ``("shift", "scale")``: ``f(a*x + c) = f(x)`` for a scalar
+        ``c`` (shift) and ``a > 0`` (scale): LayerNorm both, RMSNorm scale,
+        softmax shift.
+    ``sums_to_one``
+        ``(dim,)``: the output along ``dim`` is a probability distribution
+        (non-negative, summing to one), as softmax's.
+    ``log_sums_to_one``
+        ``(dim,)``: the output's ``exp`` along ``dim`` sums to one, as log_softmax's.
+    ``causal_along``
+        ``(dim,)``: the output at position ``i`` along ``dim`` depends on no
+        input at a position ``j > i`` (causal attention).
+    ``permutation_equivariant_along``
+        ``(dim,)``: permuting the input along ``dim`` permutes the output the
+        same way (attention without positions).
+    ``linear_in_input``
+        ``f(a*x + b*y) = a*f(x) + b*f(y) + (1 - a - b)*f(0)``: linear without
+        a bias (``f(0) = 0``), affine with one (Linear, convolutions).
     """
 
     name: str
@@ -118,6 +141,12 @@ class LayerSpec:
     relu_of: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None
     parameter_init: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     accumulation: str = "torch"
+    invariances: tuple[str, ...] = ()
+    sums_to_one: tuple[int, ...] = ()
+    log_sums_to_one: tuple[int, ...] = ()
+    causal_along: tuple[int, ...] = ()
+    permutation_equivariant_along: tuple[int, ...] = ()
+    linear_in_input: bool = False
 
     def __post_init__(self) -> None:
         def bad(field: str, problem: str, fix: str) -> SpecError:
@@ -179,6 +208,14 @@ class LayerSpec:
                 "Leave it out (float16/bfloat16 accumulate in float32, as torch does), "
                 "or pass 'working' for a layer that accumulates in its own dtype.",
             )
+        if not (isinstance(self.invariances, tuple) and set(self.invariances) <= set(INVARIANCES)):
+            raise bad("invariances", f"{self.invariances!r} is not a tuple drawn from {INVARIANCES}", "Pass e.g. ('shift', 'scale').")
+        for field in ("sums_to_one", "log_sums_to_one", "causal_along", "permutation_equivariant_along"):
+            value = getattr(self, field)
+            if not (value == () or (isinstance(value, tuple) and len(value) == 1 and type(value[0]) is int)):
+                raise bad(field, f"{value!r} is not one dim in a tuple", "Pass (dim,), e.g. (-1,), or leave it out.")
+        if not isinstance(self.linear_in_input, bool):
+            raise bad("linear_in_input", f"{self.linear_in_input!r} is not a bool", "Pass True or False.")
 
     # -- derived facts -------------------------------------------------------
 

@@ -18,6 +18,7 @@ from properties.catalogue import (  # noqa: F401  (importing registers them)
     configuration,
     behaviour,
     numerics,
+    laws,
     serialization,
     structure,
 )

@@ -1,0 +1,222 @@
+"""Laws of layer families: invariances, distributions, causality, equivariance, linearity.
+
+Each law is declared in the spec (``invariances``, ``sums_to_one``, ...) and
+runs only where declared.  Its tolerance comes from the spec's reference: the
+bounds of every output the law combines add up.  Where the transformed input
+is exact (a permutation, replacing positions), the law is checked against its
+ideal form.  Where it is rounded (``a*x + c`` in the working dtype), the exact
+law's own deviation on the rounded input, and the family's (an ``eps`` under
+a square root breaks scale invariance by a little), is read from the
+reference's float64 values, as ``centering_ignores_a_shift`` does: the layer
+must deviate from the law exactly as the family does, within the bounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from hypothesis import event, strategies as st
+
+from properties import tolerances
+from properties.cases import LayerCase
+from properties.catalogue._common import forward, reference
+from properties.registry import layer_property
+
+_U64 = 2.0**-53  # the float64 combination of outputs below rounds too
+
+
+def _outputs(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tolerances.Bounded]:
+    """The layer's output (as float64 on the CPU) and the reference on ``x``."""
+    return forward(case, module, x).detach().to("cpu", torch.float64), reference(case, module, x)
+
+
+def _other_input(case: LayerCase, x: torch.Tensor) -> torch.Tensor:
+    """A second input like the drawn one (same regime and scale), from a seed derived from the draw."""
+    recipe = dataclasses.replace(case.input_recipe, seed=(case.input_recipe.seed + 1) % 2**31, keep=None, splices=())
+    return recipe.materialize()
+
+
+def _assert_combination(
+    actual: torch.Tensor, actual_ref: tolerances.Bounded, terms: list[tuple[float, torch.Tensor, tolerances.Bounded]],
+    *, exact_law: bool, what: str,
+) -> None:
+    """``actual`` equals ``sum(c * out)`` over ``terms``, plus the law's exact deviation.
+
+    ``actual_ref`` is the reference on ``actual``'s own input.  With
+    ``exact_law`` the ideal form is checked (the transformation was exact);
+    otherwise the exact law's deviation on the rounded input is read from the
+    references' values.  Each computed output is within its reference's bound,
+    so the combination is within the sum of the bounds (times |c|), plus the
+    float64 rounding of combining them.
+    """
+    __tracebackhide__ = True
+    value = sum(c * out for c, out, _ in terms)
+    error = actual_ref.error + sum(abs(c) * ref.error for c, _, ref in terms)
+    representable = torch.stack([actual_ref.representable, *(ref.representable for _, _, ref in terms)]).all(0)
+    if not exact_law:
+        value = value + actual_ref.value - sum(c * ref.value for c, _, ref in terms)
+    magnitude = sum(abs(c) * out.abs() for c, out, _ in terms)
+    error = error + 4 * len(terms) * _U64 * magnitude / tolerances.SLACK
+    representable = representable & value.isfinite()
+    against = tolerances.Bounded(value, error, representable, actual_ref.dtype)
+    tolerances.assert_within_bound(actual, against, what=what)
+
+
+# a in [1/16, 16] and c in [-16, 16]: transformations of ordinary size, so the
+# transformed input stays representable unless the drawn one is already huge
+# (then the reference marks it, and no claim is made there).
+@layer_property(
+    family="laws",
+    requires=("invariances", "reference"),
+    extra=st.tuples(st.floats(1 / 16, 16), st.floats(-16, 16)),
+)
+def invariant_to_shift_and_scale(case: LayerCase, scale_and_shift: tuple[float, float]) -> None:
+    """f(a*x + c) = f(x) for a > 0 and a scalar c, for the invariances the spec declares
+    (LayerNorm: both, RMSNorm: scale, softmax: shift)."""
+    __tracebackhide__ = True
+    a, c = scale_and_shift
+    a = a if "scale" in case.spec.invariances else 1.0
+    c = c if "shift" in case.spec.invariances else 0.0
+    module, x = case.build(), case.make_input()
+    moved = x * a + c
+    out, ref = _outputs(case, module, x)
+    actual = forward(case, module, moved)
+    _assert_combination(actual, reference(case, module, moved), [(1.0, out, ref)], exact_law=False, what=f"{case.spec.name}({a!r} * x + {c!r}) vs {case.spec.name}(x)")
+
+
+def _dim_of(case: LayerCase, field: str, out: torch.Tensor) -> int | None:
+    dim = getattr(case.spec, field)[0]
+    if out.dim() == 0 or not -out.dim() <= dim < out.dim():
+        event(f"{field}: the output has no dim {dim}")
+        return None
+    return dim % out.dim()
+
+
+@layer_property(family="laws", requires=("sums_to_one", "reference"))
+def rows_sum_to_one(case: LayerCase) -> None:
+    """Along the declared dim the output is a probability distribution: no element is
+    negative, and each row sums to one within the bound of its elements."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    computed = forward(case, module, x)
+    ref = reference(case, module, x)
+    dim = _dim_of(case, "sums_to_one", computed)
+    if dim is None:
+        return
+    negative = computed < 0
+    if bool(negative.any()):
+        raise AssertionError(
+            f"{case.spec.name}: {int(negative.sum())} / {computed.numel()} probabilities are negative "
+            f"(smallest {computed.min().item()!r})"
+        )
+    out = computed.detach().to("cpu", torch.float64)
+    n = out.shape[dim]
+    if n == 0:
+        event("rows_sum_to_one: empty rows")
+        return
+    # Each element is within SLACK * error of its exact value; the exact row sums to one.
+    total = tolerances.Bounded(
+        torch.ones_like(out.sum(dim)),
+        ref.error.sum(dim) + n * _U64 * out.abs().sum(dim) / tolerances.SLACK,
+        ref.representable.all(dim),
+        ref.dtype,
+    )
+    tolerances.assert_within_bound(out.sum(dim), total, what=f"{case.spec.name}'s row sums along dim {dim}")
+
+
+@layer_property(family="laws", requires=("log_sums_to_one", "reference"))
+def exp_rows_sum_to_one(case: LayerCase) -> None:
+    """Along the declared dim the output's exp sums to one (log-probabilities):
+    logsumexp of each row is zero within the bound of its elements."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    out, ref = _outputs(case, module, x)
+    dim = _dim_of(case, "log_sums_to_one", out)
+    if dim is None:
+        return
+    if out.shape[dim] == 0:
+        event("exp_rows_sum_to_one: empty rows")
+        return
+    # out_i = log p_i + d_i with |d_i| <= SLACK * e_i, so sum exp(out_i) = sum p_i exp(d_i)
+    # is within the relative error r = sum p_i expm1(SLACK * e_i) of one: the
+    # logsumexp is within -log1p(-r) (no claim where r >= 1), plus float64 rounding.
+    relative = (ref.value.exp() * torch.expm1(tolerances.SLACK * ref.error)).sum(dim)
+    bound = torch.where(relative < 1, -torch.log1p(-relative.clamp(max=1 - 1e-16)), math.inf)
+    bound = bound + 4 * out.shape[dim] * _U64 * (1 + out.abs().amax(dim))
+    total = tolerances.Bounded(torch.zeros_like(bound), bound / tolerances.SLACK, ref.representable.all(dim), ref.dtype)
+    tolerances.assert_within_bound(
+        torch.logsumexp(out, dim), total, what=f"{case.spec.name}'s logsumexp of rows along dim {dim}"
+    )
+
+
+@layer_property(family="laws", requires=("causal_along", "reference"), extra=st.integers(0, 2**16))
+def causal_masking(case: LayerCase, position: int) -> None:
+    """Changing the input at positions j and later (along the declared dim) changes no
+    output at a position i < j."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    out, ref = _outputs(case, module, x)
+    dim = _dim_of(case, "causal_along", out)
+    if dim is None or x.shape[dim] < 2:
+        event("causal_masking: fewer than two positions")
+        return
+    j = 1 + position % (x.shape[dim] - 1)
+    later = torch.arange(x.shape[dim], device=x.device) >= j
+    later = later.view(-1, *([1] * (x.dim() - 1 - dim)))
+    changed = torch.where(later, _other_input(case, x), x)
+    # Masked positions contribute exp(-inf) = 0 exactly, but kernels may block
+    # and reorder the sums differently for the two inputs: each prefix output is
+    # within its bound of the same exact value.
+    before = (slice(None),) * dim + (slice(0, j),)
+    _assert_combination(
+        forward(case, module, changed)[before], reference(case, module, changed)[before],
+        [(1.0, out[before], ref[before])], exact_law=True,
+        what=f"{case.spec.name}'s outputs at positions < {j} along dim {dim} after changing positions >= {j}",
+    )
+
+
+@layer_property(family="laws", requires=("permutation_equivariant_along", "reference"))
+def permutation_equivariant(case: LayerCase) -> None:
+    """Permuting the input along the declared dim permutes the output the same way."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    out, ref = _outputs(case, module, x)
+    dim = _dim_of(case, "permutation_equivariant_along", out)
+    if dim is None or x.shape[dim] < 2:
+        event("permutation_equivariant: fewer than two positions")
+        return
+    generator = torch.Generator().manual_seed(case.input_recipe.seed)
+    order = torch.randperm(x.shape[dim], generator=generator)
+    permuted = x.index_select(dim, order.to(x.device))
+    moved = ref.map(lambda t: t.index_select(dim, order))
+    _assert_combination(
+        forward(case, module, permuted), reference(case, module, permuted),
+        [(1.0, out.index_select(dim, order), moved)], exact_law=True,
+        what=f"{case.spec.name}(x permuted along dim {dim}) vs {case.spec.name}(x) permuted ({order.tolist()})",
+    )
+
+
+@layer_property(
+    family="laws",
+    requires=("linear_in_input", "reference"),
+    extra=st.tuples(st.floats(-4, 4), st.floats(-4, 4)),
+)
+def linear_in_its_input(case: LayerCase, coefficients: tuple[float, float]) -> None:
+    """f(a*x + b*y) = a*f(x) + b*f(y) + (1 - a - b)*f(0): linear without a bias,
+    affine with one."""
+    __tracebackhide__ = True
+    a, b = coefficients
+    module, x = case.build(), case.make_input()
+    y = _other_input(case, x)
+    combined = x * a + y * b
+    terms = [
+        (a, *_outputs(case, module, x)),
+        (b, *_outputs(case, module, y)),
+        (1.0 - a - b, *_outputs(case, module, torch.zeros_like(x))),
+    ]
+    _assert_combination(
+        forward(case, module, combined), reference(case, module, combined), terms, exact_law=False,
+        what=f"{case.spec.name}({a!r} * x + {b!r} * y) vs {a!r} * f(x) + {b!r} * f(y) + {1.0 - a - b!r} * f(0)",
+    )

@@ -1,0 +1,85 @@
+"""The gallery on torch's own modules: every property that applies passes.
+
+torch's modules are correct by definition, so a failure here is the
+framework's bug (a reference, a law's bound, a spec).  The examples come from
+the loaded profile (dev: few; ``CI=true``: the ci count; the soak's seeds
+change them), one test per (family, property) so that xdist spreads them.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import settings
+from torch import nn
+
+from properties import SpecError, check_layer, gallery, registered_properties
+from properties.runner import why_not_run
+
+# Left out, with the reason: torch's CPU flash-attention kernel has no double
+# backward ("derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward
+# is not implemented"), so gradgradcheck inside gradients_match_finite_differences raises.
+EXCLUDED = {
+    (spec, "gradients_match_finite_differences") for spec in ("causal_attention", "attention")
+}
+
+LAWS = {p.name for p in registered_properties() if p.family == "laws"}
+
+
+def _applicable(spec) -> list[str]:
+    return [p.name for p in registered_properties() if not why_not_run(p, spec) and (spec.name, p.name) not in EXCLUDED]
+
+
+@pytest.mark.parametrize(
+    ("spec", "prop"),
+    [pytest.param(spec, prop, id=f"{spec.name}-{prop}") for spec in gallery.TORCH_SPECS for prop in _applicable(spec)],
+)
+def test_torch_modules_pass_their_family(spec, prop):
+    check_layer(spec, [prop], settings=settings(settings.default, database=None))
+
+
+def test_every_law_runs_on_some_torch_module():
+    declared = {prop for spec in gallery.TORCH_SPECS for prop in _applicable(spec)}
+    assert LAWS and LAWS <= declared, LAWS - declared
+
+
+def test_every_family_has_a_reference_and_a_torch_equivalent():
+    for spec in gallery.TORCH_SPECS:
+        assert spec.reference is not None and "torch" in spec.equivalents, spec.name
+
+
+class NamedDifferently(nn.Module):
+    def __init__(self, dim):  # no elementwise_affine, eps; a parameter called "scale"
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        h = x.to(torch.promote_types(x.dtype, torch.float32))  # float16/bfloat16 computed in float32
+        return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype) * self.scale
+
+
+class NeedsTwoSizes(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+
+
+def test_a_constructor_that_does_not_fit_is_a_spec_error_saying_what_to_pass():
+    with pytest.raises(SpecError, match=r"gallery.rms_norm\(NeedsTwoSizes\).*pass a factory"):
+        gallery.rms_norm(NeedsTwoSizes)
+
+
+def test_a_parameter_under_another_name_is_named_in_the_error_and_can_be_mapped():
+    spec = gallery.rms_norm(NamedDifferently, elementwise_affine=True)
+    assert not spec.factory_kwargs  # no device=/dtype= in its signature: built, then moved
+    with pytest.raises(SpecError, match=r"\['scale'\] that the family does not read.*weight_name="):
+        check_layer(spec, ["matches_reference"], settings=settings(settings.default, database=None, max_examples=2))
+    check_layer(
+        gallery.rms_norm(NamedDifferently, weight_name="scale"),
+        ["matches_reference", "matches_equivalents", "invariant_to_shift_and_scale"],
+        settings=settings(settings.default, database=None, max_examples=10),
+    )
+
+
+def test_bad_options_are_spec_errors():
+    with pytest.raises(SpecError, match="approximate"):
+        gallery.gelu(approximate="sigmoid")
