@@ -5,7 +5,7 @@ Each mutant is a ``LayerSpec`` derived from a correct spec with
 the layer it imitates.  ``tests/test_mutants.py`` asserts that every listed
 property catches its mutant under the ``ci`` profile and that the correct
 layers pass everything.  ``python -m tests.mutants`` prints the README's
-"bug class -> properties" table.
+"bug class -> properties" table, with the gallery's mutants (tests/gallery_mutants.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from layers.known_bad import TextbookMyLinear
 from layers.lesson import CenteredLayer, MyLinear, MyLinearWithBuiltin
 from layers.specs import centered_spec, my_linear_spec, my_linear_with_builtin_spec
 from properties import LayerSpec
+from tests.gallery_mutants import GALLERY_MUTANTS
 
 
 class Mutant(NamedTuple):
@@ -392,10 +393,11 @@ MUTANTS = [
 
 
 def markdown_table() -> str:
-    """The README's table: bug class -> the properties that catch it (verified by tests)."""
+    """The README's table: bug class -> the properties that catch it (verified by tests),
+    the lesson's mutants and the gallery's (tests/gallery_mutants.py)."""
     rows: dict[str, set[str]] = {}
     examples: dict[str, list[str]] = {}
-    for mutant in MUTANTS:
+    for mutant in [*MUTANTS, *(Mutant(bug, spec, frozenset(caught)) for bug, spec, caught in GALLERY_MUTANTS)]:
         rows.setdefault(mutant.bug_class, set()).update(mutant.caught_by)
         examples.setdefault(mutant.bug_class, []).append(mutant.spec.name)
     lines = ["| bug class | mutants | caught by |", "|---|---|---|"]

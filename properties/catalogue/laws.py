@@ -52,12 +52,19 @@ def _assert_combination(
     float64 rounding of combining them.
     """
     __tracebackhide__ = True
+    for _, out, ref in terms:  # each output the law combines exists where its exact value does
+        missing = ref.representable & ref.value.isfinite() & ~out.isfinite()
+        if bool(missing.any()):
+            raise AssertionError(
+                f"{what}: {int(missing.sum())} / {out.numel()} of the outputs it combines are inf/NaN "
+                "where the exact value is finite"
+            )
     value = sum(c * out for c, out, _ in terms)
     error = actual_ref.error + sum(abs(c) * ref.error for c, _, ref in terms)
     representable = torch.stack([actual_ref.representable, *(ref.representable for _, _, ref in terms)]).all(0)
     if not exact_law:
         value = value + actual_ref.value - sum(c * ref.value for c, _, ref in terms)
-    magnitude = sum(abs(c) * out.abs() for c, out, _ in terms)
+    magnitude = sum(abs(c) * ref.value.abs() for c, _, ref in terms)
     error = error + 4 * len(terms) * _U64 * magnitude / tolerances.SLACK
     representable = representable & value.isfinite()
     against = tolerances.Bounded(value, error, representable, actual_ref.dtype)
@@ -119,7 +126,7 @@ def rows_sum_to_one(case: LayerCase) -> None:
     # Each element is within SLACK * error of its exact value; the exact row sums to one.
     total = tolerances.Bounded(
         torch.ones_like(out.sum(dim)),
-        ref.error.sum(dim) + n * _U64 * out.abs().sum(dim) / tolerances.SLACK,
+        ref.error.sum(dim) + n * _U64 * ref.value.abs().sum(dim) / tolerances.SLACK,
         ref.representable.all(dim),
         ref.dtype,
     )
@@ -144,7 +151,7 @@ def exp_rows_sum_to_one(case: LayerCase) -> None:
     # logsumexp is within -log1p(-r) (no claim where r >= 1), plus float64 rounding.
     relative = (ref.value.exp() * torch.expm1(tolerances.SLACK * ref.error)).sum(dim)
     bound = torch.where(relative < 1, -torch.log1p(-relative.clamp(max=1 - 1e-16)), math.inf)
-    bound = bound + 4 * out.shape[dim] * _U64 * (1 + out.abs().amax(dim))
+    bound = bound + 4 * out.shape[dim] * _U64 * (1 + ref.value.abs().amax(dim))
     total = tolerances.Bounded(torch.zeros_like(bound), bound / tolerances.SLACK, ref.representable.all(dim), ref.dtype)
     tolerances.assert_within_bound(
         torch.logsumexp(out, dim), total, what=f"{case.spec.name}'s logsumexp of rows along dim {dim}"

@@ -1,0 +1,41 @@
+"""The gallery's mutation self-test: each planted bug in tests/gallery_mutants.py is
+caught by each listed property's own assertion under the ``ci`` profile.
+
+A crash is not a detection: the failure must be the AssertionError the runner
+names "<property> failed on <layer>".
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from properties import check_layer, registered_properties
+from tests.gallery_mutants import GALLERY_MUTANTS
+from tests.test_mutants import CI_WITHOUT_SHRINKING
+
+PAIRS = [(spec, prop) for _, spec, caught_by in GALLERY_MUTANTS for prop in sorted(caught_by)]
+
+
+@pytest.mark.parametrize("spec, prop", PAIRS, ids=[f"{s.name}-{p}" for s, p in PAIRS])
+def test_property_catches_gallery_mutant(spec, prop):
+    with pytest.raises(AssertionError) as failure:
+        check_layer(spec, [prop], settings=CI_WITHOUT_SHRINKING)
+    assert str(failure.value).startswith(f"{prop} failed on {spec.name}: "), failure.value
+
+
+def test_every_gallery_mutant_names_real_properties():
+    known = {p.name for p in registered_properties()}
+    for _, spec, caught_by in GALLERY_MUTANTS:
+        assert caught_by and caught_by <= known, (spec.name, caught_by - known)
+
+
+def test_the_issue_bug_classes_are_covered():
+    covered = {bug for bug, _, _ in GALLERY_MUTANTS}
+    for bug in (
+        "epsilon outside the square root", "unbiased instead of biased variance",
+        "normalization or reduction over the wrong dims", "softmax/logsumexp without the max shift",
+        "attention without 1/sqrt(d)", "softmax over the wrong axis", "no float32 upcast in low precision",
+        "substituted activation", "a dropped gate", "in-place residual or update of the input",
+        "a causal mask off by one",
+    ):
+        assert bug in covered, bug
