@@ -30,6 +30,7 @@ from hypothesis.core import decode_failure
 
 from properties import database, registry
 from properties.errors import UNUSABLE, SpecError
+from properties.profiles import profile_name
 from properties.report import KEY as REPORT_KEY, GateReport
 
 # -- Hypothesis profiles -------------------------------------------------------
@@ -132,7 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"Hypothesis profile {name!r} (from ${PROFILE_ENV} or $CI) is not registered; use dev, ci or nightly."
             ) from None
     config.addinivalue_line("filterwarnings", ":".join(NUMPY_WARNING))
-    config._layer_gate_selection = _Selection.from_options(config)  # type: ignore[attr-defined]
+    config.stash[SELECTION] = _Selection.from_options(config)
     blob = config.getoption("replay")
     if blob is not None:
         try:
@@ -174,6 +175,10 @@ class _Selection:
         for pattern in patterns or ():
             if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
                 raise pytest.UsageError(f"{option}: {pattern!r} matches nothing; known: {', '.join(names)}.")
+
+
+# What the command line selected, kept on the config (validated once in pytest_configure).
+SELECTION = pytest.StashKey["_Selection"]()
 
 
 def _gate_property(item: pytest.Item) -> str | None:
@@ -302,8 +307,6 @@ def _source_of(module: Any) -> tuple[str, int]:
 def replay_command(item: pytest.Item) -> str:
     """The command that reruns exactly this test (and this example, once its blob is known)."""
     options = []
-    from properties.runner import profile_name
-
     profile = profile_name()
     if profile not in ("default", "dev"):
         options.append(f"--hypothesis-profile={profile}")
@@ -342,19 +345,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _check_selection_names(config: pytest.Config) -> None:
-    selection: _Selection = config._layer_gate_selection  # type: ignore[attr-defined]
+    selection = config.stash[SELECTION]
     # Names are looked up only when asked for: that imports the layers.
     if registry.anchors() and selection.layers is not None:
         selection.check_known("--layers", selection.layers, [s.name for s in registry.registered_layers()])
     if registry.anchors() and selection.properties is not None:
-        selection.check_known("--properties", selection.properties, [p.name for p in registry.registered_properties()])
+        from properties import runner  # lazy, for its cost alone: torch and the catalogue
+
+        selection.check_known("--properties", selection.properties, [p.name for p in runner.registered_properties()])
 
 
 def _check_something_runs(config: pytest.Config) -> None:
     """A narrowing selection (--devices, --dtypes, --layers, --properties) under
     which no property can run on any layer is a usage error: a run that checks
     nothing must not pass."""
-    selection: _Selection = config._layer_gate_selection  # type: ignore[attr-defined]
+    selection = config.stash[SELECTION]
     given = {
         option: value
         for option, value in (
@@ -371,7 +376,7 @@ def _check_something_runs(config: pytest.Config) -> None:
 
     _select(selection)
     specs = [s for s in registry.registered_layers() if selection.matches(s.name, selection.layers)]
-    props = [p for p in registry.registered_properties() if selection.matches(p.name, selection.properties)]
+    props = [p for p in runner.registered_properties() if selection.matches(p.name, selection.properties)]
     reasons = [runner.why_not_run(prop, spec) for prop in props for spec in specs]
     if reasons and all(reasons):
         options = " ".join(f"{option}={','.join(value)}" for option, value in given.items())
@@ -400,16 +405,16 @@ class LayerGate(pytest.Module):
     """The tests of one conftest's registered layers: one function per property."""
 
     def _getobj(self) -> types.ModuleType:
-        from properties import runner
+        from properties import runner  # lazy, for its cost alone: torch and the catalogue
 
         _configure_torch_for_worker()
-        selection: _Selection = self.config._layer_gate_selection  # type: ignore[attr-defined]
+        selection = self.config.stash[SELECTION]
         _select(selection)
         try:
             specs = registry.registered_layers(self.path.resolve())
         except SpecError as error:
             raise self.CollectError(str(error)) from None
-        props = [p for p in registry.registered_properties() if selection.matches(p.name, selection.properties)]
+        props = [p for p in runner.registered_properties() if selection.matches(p.name, selection.properties)]
         specs = [s for s in specs if selection.matches(s.name, selection.layers)]
         # A spec that fails spec_is_usable on its simplest example gets that one
         # CONFIG; its other properties are not run (each would fail the same way).
@@ -437,7 +442,7 @@ class LayerGate(pytest.Module):
 
 def _property_test(prop: Any, params: list[Any]) -> Any:
     """``test_<property>(layer)``: a Hypothesis test parametrized over the layers."""
-    from properties.runner import property_test, scaled_settings
+    from properties.runner import property_test, scaled_settings  # lazy, for its cost alone (torch)
 
     test = property_test(prop, settings=scaled_settings(prop) if prop.examples_scale != 1.0 else None)
     test._layer_property = prop.name  # type: ignore[attr-defined]  (read by the report)
