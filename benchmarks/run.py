@@ -4,6 +4,7 @@
     python -m benchmarks.run --quick          # tiny counts, no gate timing: a smoke run
     python -m benchmarks.run --output FILE    # also write the Markdown to FILE
     python -m benchmarks.run --update-docs    # also replace the tables in docs/performance.md
+    python -m benchmarks.run --commands-only --update-docs  # only the README's commands, timed
 
 1. tensors per second of the project's strategy, of the shape-only floor and
    of ``hypothesis.extra.numpy.arrays`` + ``torch.from_numpy``, at float32
@@ -60,6 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--skip-commands", action="store_true", help="do not time the README's commands (pytest -n auto, ...)"
+    )
+    parser.add_argument(
+        "--commands-only",
+        action="store_true",
+        help="time only the README's commands (with --update-docs: write only the README's timings)",
     )
     parser.add_argument("--output", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
     parser.add_argument(
@@ -214,7 +220,7 @@ def readme_timings(runs: list[gate.GateRun]) -> str:
     """The README's sentence on how long its commands take, from this run."""
     took = "; ".join(f"`{run.workers}` {run.seconds:.0f} s" for run in runs)
     return (
-        f"Measured by `{COMMAND} --update-docs` on {records.machine()}, {records.utc_now()}, "
+        f"Measured by `{COMMAND} --commands-only --update-docs` (one run each) on {records.machine()}, {records.utc_now()}, "
         f"load average {report.load_average()}: {took}."
     )
 
@@ -267,6 +273,14 @@ def targets_section(
     return "### Targets\n\n" + report.table(["target", "measured", "met"], rows, "lll")
 
 
+def time_commands() -> list[gate.GateRun]:
+    runs = []
+    for label, command_args in gate.USER_COMMANDS:
+        _log(f"commands: {label} ...")
+        runs.append(gate.user_command_wall_time(label, command_args))
+    return runs
+
+
 def build_report(args: argparse.Namespace) -> tuple[str, list[gate.GateRun]]:
     started = time.perf_counter()
     machine = report.machine()
@@ -288,11 +302,7 @@ def build_report(args: argparse.Namespace) -> tuple[str, list[gate.GateRun]]:
                 if workers not in best or run.seconds < best[workers].seconds:
                     best[workers] = run
         runs = [best["0"], best["auto"]]
-    commands: list[gate.GateRun] = []
-    if not args.skip_commands:
-        for label, command_args in gate.USER_COMMANDS:
-            _log(f"commands: {label} ...")
-            commands.append(gate.user_command_wall_time(label, command_args))
+    commands = [] if args.skip_commands else time_commands()
     sections = [
         machine,
         generation_section(rates, args),
@@ -330,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         import numpy  # noqa: F401
     except ImportError:
         raise SystemExit('numpy is needed for the benchmarks: pip install -e ".[bench]"') from None
+    if args.commands_only:
+        commands = time_commands()
+        print(commands_section(commands))
+        if args.update_docs:
+            records.write_section(README, "timings", readme_timings(commands))
+            _log(f"updated {README}")
+        return 0
     body, commands = build_report(args)
     print("# Benchmarks\n\n" + body)
     if args.output:
