@@ -166,6 +166,9 @@ class GlobalState:
         self.deterministic_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         self.threads = torch.get_num_threads()
         self.anomaly = torch.is_anomaly_enabled()
+        # TF32 on CUDA changes float32 products' rounding (and their bounds).
+        self.matmul_precision = torch.get_float32_matmul_precision()
+        self.cudnn_tf32 = torch.backends.cudnn.allow_tf32
 
     capture = classmethod(lambda cls: cls())
 
@@ -187,6 +190,8 @@ class GlobalState:
             ),
             ("threads", "thread count", lambda: torch.set_num_threads(self.threads)),
             ("anomaly", "anomaly detection", lambda: torch.autograd.set_detect_anomaly(self.anomaly)),
+            ("matmul_precision", "float32 matmul precision", lambda: torch.set_float32_matmul_precision(self.matmul_precision)),
+            ("cudnn_tf32", "cuDNN TF32", lambda: setattr(torch.backends.cudnn, "allow_tf32", self.cudnn_tf32)),
         ):
             if getattr(now, field) != getattr(self, field):
                 changed.append(f"{label} {getattr(self, field)} -> {getattr(now, field)}")

@@ -12,7 +12,8 @@ from properties.spec import spec_call
 
 def reference(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tolerances.Bounded:
     """The spec's exact reference for this module and input, checked to be usable."""
-    expected = spec_call(case.spec, "reference", case.spec.reference, module, tolerances.exact(x))
+    with tolerances.accumulating(case.spec.accumulation):
+        expected = spec_call(case.spec, "reference", case.spec.reference, module, tolerances.exact(x))
     if not isinstance(expected, tolerances.Bounded):
         raise SpecError(
             f"LayerSpec {case.spec.name!r}, field 'reference' returned {type(expected).__name__}; "
