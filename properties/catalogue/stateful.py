@@ -28,9 +28,10 @@ from hypothesis import event, strategies as st
 
 from properties import tolerances
 from properties.catalogue._common import assert_identical, reference
+from properties.cases import LayerCase
+from properties.profiles import profile_name
 from properties.registry import layer_property
-from properties.runner import profile_name
-from properties.strategies import LayerCase, TensorRecipe, ValueDomain, shapes, tensor_recipes
+from properties.strategies import TensorRecipe, shapes, tensor_recipes
 
 __all__ = ["MAX_STEPS", "program"]
 
@@ -44,7 +45,6 @@ MAX_STEPS = {"dev": 8, "ci": 12, "soak": 12, "nightly": 30, "default": 12}
 # optimizer steps stay mostly finite and the invariants have something to
 # claim; where values do overflow, elements are left out (representable).
 _VALUES = dict(regimes=("zeros", "constant", "ordinary", "tiny", "mixed"), limit="moderate")
-_DOMAIN = ValueDomain(**_VALUES)
 
 # A power of two: lr * grad is exact in every dtype (barring underflow), so an
 # SGD step is one rounding of ``p - lr * g``.
