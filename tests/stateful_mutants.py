@@ -114,3 +114,30 @@ STATEFUL_MUTANTS = (
     _mutant("buffers that drift in eval mode", my_linear_with_builtin_spec, EvalDriftBuiltin),
     _mutant("hooks that accumulate on every call", my_linear_with_builtin_spec, HookLeakBuiltin),
 )
+
+# The README's "Layers over time" example: a short one.
+README_MUTANT = ShapeCachedCentered.__name__
+
+
+def readme_example() -> str:
+    """What the stateful property prints for ``README_MUTANT`` under ``ci``, shrunk (a Markdown block)."""
+    from hypothesis import settings
+
+    import properties.plugin  # noqa: F401  (registers the profiles)
+    from properties import check_layer
+    from tests import stateful_mutants  # under its own name when run as __main__: the program imports from it
+
+    spec = next(m.spec for m in stateful_mutants.STATEFUL_MUTANTS if m.spec.name == README_MUTANT)
+    try:
+        check_layer(
+            spec,
+            ["behaves_the_same_over_time"],
+            settings=settings(settings.get_profile("ci"), database=None, print_blob=False, report_multiple_bugs=False),
+        )
+    except AssertionError as failure:
+        return f"```\n{failure}\n```"
+    raise AssertionError(f"{README_MUTANT} passed behaves_the_same_over_time under ci")
+
+
+if __name__ == "__main__":
+    print(readme_example())

@@ -3,6 +3,7 @@ with its own assertion under the ``ci`` profile, passes the correct lesson layer
 and prints the shrunk sequence as a program that runs."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from hypothesis import Phase, find, settings
@@ -12,10 +13,10 @@ from layers.specs import LESSON_SPECS, my_linear_spec
 from properties import SpecError, check_layer
 from properties.catalogue.stateful import MAX_STEPS, steps_for
 from properties.strategies import layer_cases
-from tests.stateful_mutants import STATEFUL_MUTANTS, WarmUpMyLinear
+from tests.stateful_mutants import STATEFUL_MUTANTS, WarmUpMyLinear, readme_example
 
 PROPERTY = "behaves_the_same_over_time"
-CI = settings(settings.get_profile("ci"), database=None, print_blob=False)
+CI = settings(settings.get_profile("ci"), database=None, print_blob=False, report_multiple_bugs=False)
 CI_WITHOUT_SHRINKING = settings(CI, phases=[Phase.explicit, Phase.generate])
 
 # Which invariant catches each bug class: a failure for another reason would
@@ -65,7 +66,7 @@ def test_the_failure_is_the_shortest_sequence_as_a_program_that_runs():
     program = message.split("The sequence, as a program:\n", 1)[1]
     # The warm-up lasts three calls: the fourth is the first wrong one.
     assert program.count("out = module(") == 4, program
-    assert program.rstrip().endswith("# <- fails here"), program
+    assert program.rstrip().endswith("# <- step 4 fails"), program
     assert "from tests.stateful_mutants import WarmUpMyLinear" in program
     namespace = {}
     exec(compile(program, "<the printed program>", "exec"), namespace)
@@ -77,3 +78,9 @@ def test_sequences_are_bounded_by_the_profile():
     case = find(layer_cases(my_linear_spec), lambda case: True)
     with pytest.raises(NoSuchExample):
         find(steps_for(case, 3), lambda steps: len(steps) > 3, settings=settings(max_examples=200, database=None))
+
+
+def test_the_readme_example_is_what_the_property_prints():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert readme_example() in readme, "regenerate the README's example with: python -m tests.stateful_mutants"
+    assert f"({MAX_STEPS['ci']} under `ci`, {MAX_STEPS['nightly']} under `nightly`)" in readme

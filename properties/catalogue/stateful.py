@@ -78,6 +78,9 @@ class Forward:
     def __repr__(self) -> str:
         return f"out = module({_tensor_code(self.input)})"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # Hypothesis' report: the Python, not the fields
+
 
 @dataclasses.dataclass(frozen=True)
 class Backward:
@@ -88,6 +91,8 @@ class Backward:
 
     def __repr__(self) -> str:
         return f"out = module({_tensor_code(self.input)}); out.backward({_projection_code(self.seed)})"
+
+    _repr_pretty_ = Forward._repr_pretty_
 
 
 def _projection_code(seed: int) -> str:
@@ -107,6 +112,8 @@ class Simple:
 
     def __repr__(self) -> str:
         return self.code
+
+    _repr_pretty_ = Forward._repr_pretty_
 
 
 OPTIMIZER_STEP = Simple("optimizer.step()")
@@ -154,7 +161,9 @@ def program(case: LayerCase, optimizer: str | None, steps: Sequence[Any], failed
     arguments = [f"{k}={v!r}" for k, v in case.constructor_args.items()]
     if spec.factory_kwargs:
         arguments.append("dtype=dtype")
-    body = [f"{step!r}" + ("  # <- fails here" if index == failed else "") for index, step in enumerate(steps)]
+    body = [
+        f"{step!r}" + (f"  # <- step {index + 1} fails" if index == failed else "") for index, step in enumerate(steps)
+    ]
     replaces = any(step in (CHECKPOINT, DEEPCOPY) for step in steps)
     lines = ["import copy", ""] if DEEPCOPY in steps else []
     lines += ["import torch", ""]
@@ -175,13 +184,13 @@ def program(case: LayerCase, optimizer: str | None, steps: Sequence[Any], failed
     ]
     helpers = [
         "def resumed(optimizer, module):  # the same optimizer state, over module's parameters",
-        "    if optimizer is None:",
-        "        return None",
-        f"    new = {_OPTIMIZERS[optimizer] if optimizer else 'None'}",
+        f"    new = {_OPTIMIZERS[optimizer]}",
         "    new.load_state_dict(optimizer.state_dict())",
         "    return new",
         "",
         "",
+    ] if optimizer else ["def resumed(optimizer, module):  # the layer has no parameters", "    return None", "", ""]
+    helpers += [
         "def from_checkpoint(module, optimizer):  # a fresh instance loaded with the state_dict, gradients carried over",
         "    fresh = new_module().train(module.training)",
         "    fresh.load_state_dict(module.state_dict())",
@@ -242,6 +251,12 @@ class _Sequence:
         self.optimizer = _make_optimizer(optimizer, self.module) if optimizer else None
         self._rebase()
         self.fresh_seed = case.module_seed
+        self.position = 0  # the number of the step running, from 1
+
+    def _after(self, step: Any) -> str:
+        """Where a failure happened: the step's number in the printed program, and what it was."""
+        kind = {Forward: "a call", Backward: "a call and backward"}.get(type(step), f"`{step!r}`")
+        return f"{self.name}: after step {self.position} ({kind})"
 
     def _rebase(self) -> None:
         """Where the parameters live now (after a step that may legitimately move them)."""
@@ -261,21 +276,21 @@ class _Sequence:
         replaced = [name for name, p in named.items() if not any(p is h for h in held)]
         if replaced or len(held) != len(named):
             raise AssertionError(
-                f"{self.name}: after `{step!r}`, parameter(s) {replaced or list(named)} are not the objects the "
+                f"{self._after(step)}, parameter(s) {replaced or list(named)} are not the objects the "
                 "optimizer holds: a parameter was replaced (a new nn.Parameter assigned) instead of updated in "
                 "place, so optimizer steps no longer reach the layer"
             )
         moved = [name for name, p in named.items() if self.storage.get(name) != p.data_ptr()]
         if moved:
             raise AssertionError(
-                f"{self.name}: after `{step!r}`, parameter(s) {moved} point at new storage: "
+                f"{self._after(step)}, parameter(s) {moved} point at new storage: "
                 "parameters must be updated in place (param.data was reassigned)"
             )
         # Fewer is fine (a lazy module removes its initialization hook after the first call).
         hooks = _hook_count(self.module)
         if hooks > self.hooks:
             raise AssertionError(
-                f"{self.name}: after `{step!r}`, the module has {hooks} hooks where it had "
+                f"{self._after(step)}, the module has {hooks} hooks where it had "
                 f"{self.hooks}: something registers hooks on every call (they accumulate)"
             )
         self.hooks = hooks
@@ -302,7 +317,7 @@ class _Sequence:
             out = case.run(module, x)
             if out.requires_grad:
                 out.backward(_projection(out, step.seed))
-        what = f"{self.name}: after `{step!r}`"
+        what = self._after(step)
         if expected is not None:
             tolerances.assert_within_bound(
                 out, expected, what=f"{what}, the output against the reference from the current parameters"
@@ -345,7 +360,8 @@ class _Sequence:
                 continue
             if got is None:
                 raise AssertionError(
-                    f"{what}, parameter {name} has no gradient after backward (cleared inside forward?)"
+                    f"{what}, parameter {name} has no gradient after backward, where a fresh instance's "
+                    "backward gives it one (cleared inside forward, or left out of this call?)"
                 )
             own64 = own.detach().cpu().to(torch.float64)
             earlier64 = torch.zeros_like(own64) if earlier is None else earlier.cpu().to(torch.float64)
@@ -372,7 +388,7 @@ class _Sequence:
             return  # Adam: identity and in-place storage are checked after every step
         for name, parameter in named.items():
             if grads[name] is None:
-                assert_identical(parameter, old[name], what=f"{self.name}: `{step!r}` changed {name}, which has no gradient")
+                assert_identical(parameter, old[name], what=f"{self._after(step)}, {name}, which has no gradient, changed")
                 continue
             # One rounding of p - lr*g (lr*g is exact: lr is a power of two); SLACK
             # covers float16/bfloat16 updates rounded through float32 first.
@@ -385,7 +401,7 @@ class _Sequence:
             tolerances.assert_within_bound(
                 parameter,
                 tolerances.Bounded(want, bound, representable, dtype),
-                what=f"{self.name}: after `{step!r}`, parameter {name} is not p - lr * grad (the optimizer's update did not land)",
+                what=f"{self._after(step)}, parameter {name} is not p - lr * grad (the optimizer's update did not land)",
             )
 
     def zero_grad(self) -> None:
@@ -402,7 +418,7 @@ class _Sequence:
         buffers = _snapshot(dict(self.module.named_buffers()))
         self.module.to(torch.float64).to(self.case.dtype)
         self._rebase()
-        what = f"{self.name}: after `{step!r}`"
+        what = self._after(step)
         for name, parameter in self.module.named_parameters():
             assert_identical(parameter, old[name], what=f"{what}, parameter {name}")
             if grads.get(name) is not None:
@@ -420,7 +436,7 @@ class _Sequence:
         with torch.no_grad():
             want = self.case.run(self.module, probe)
             got = self.case.run(successor, probe)
-        what = f"{self.name}: `{step!r}`, then a call on the layer's own input"
+        what = f"{self._after(step)}, a call on the layer's own input"
         assert_identical(got, want, what=f"{what}: the output differs from the original's (state outside the state_dict?)")
         mine = dict(self.module.named_buffers())
         for name, buffer in successor.named_buffers():
@@ -445,6 +461,7 @@ class _Sequence:
 
     def run(self, steps: Sequence[Any]) -> None:
         for step in steps:
+            self.position += 1
             if isinstance(step, (Forward, Backward)):
                 self.call(step)
             elif step is OPTIMIZER_STEP:
