@@ -810,11 +810,6 @@ def _reduced_float32_inputs(kind: str) -> float:
     return {"highest": 0.0, "high": 2.0**-11, "medium": 2.0**-8}.get(precision, 2.0**-8)
 
 
-def _rows_representable(bad_a: torch.Tensor, bad_b: torch.Tensor, combine: Callable[..., torch.Tensor]) -> torch.Tensor:
-    """An output is representable when no input it depends on is ``bad``."""
-    return combine(bad_a.double(), bad_b.double()) == 0
-
-
 def matmul(a: Bounded, b: Bounded) -> Bounded:
     """``torch.matmul(a, b)`` (batched, broadcasting, 1-D as torch).
 
@@ -855,13 +850,11 @@ def einsum(equation: str, *operands: Bounded) -> Bounded:
     for i, o in enumerate(operands):
         factors = [p.value.abs() + p.error for p in operands[:i]] + [o.error] + [p.value.abs() for p in operands[i + 1:]]
         error = error + torch.einsum(equation, *factors)
-    bad = sum_bad = None
+    bad = torch.zeros_like(value)  # how many unrepresentable inputs each output depends on
     for i, o in enumerate(operands):
         factors = [torch.ones_like(p.value) for p in operands]
         factors[i] = (~o.representable).double()
-        count = torch.einsum(equation, *factors)
-        sum_bad = count if sum_bad is None else sum_bad + count
-    bad = sum_bad
+        bad = bad + torch.einsum(equation, *factors)
     representable = (bad == 0) & _fits(magnitude, error, operands[0].dtype)
     return _accumulated(value, error, representable, magnitude, operands[0].dtype, device)
 

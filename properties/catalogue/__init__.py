@@ -21,4 +21,5 @@ from properties.catalogue import (  # noqa: F401  (importing registers them)
     laws,
     serialization,
     structure,
+    stateful,
 )
