@@ -464,18 +464,18 @@ def _concatenated(parts: list[tol.Bounded], dim: int) -> tol.Bounded:
 
 
 def attention(q: tol.Bounded, k: tol.Bounded, v: tol.Bounded, *, is_causal: bool) -> tol.Bounded:
-    """``softmax(q @ k.T / sqrt(d)) @ v``; causal: query ``i`` sees keys ``0..i`` only.
+    """``tolerances.scaled_dot_product_attention``; causal: query ``i`` sees keys ``0..i`` only.
 
     The causal mask is a slice per query, not ``-inf`` scores: a masked score
     contributes ``exp(-inf) = 0`` exactly, so the exact value and its bound
-    are those of the unmasked keys alone (and ``-inf`` would mark the row as
-    overflowing, with no claim).
+    are those of the unmasked keys alone (and a ``-inf`` leaf would mark the
+    row as overflowing, with no claim).
     """
-    scale = 1 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
     if not is_causal:
-        return tol.softmax(q @ k.mT * scale, -1) @ v
+        return tol.scaled_dot_product_attention(q, k, v)
+    scale = 1 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
     rows = [
-        tol.softmax(q[..., i : i + 1, :] @ k[..., : i + 1, :].mT * scale, -1) @ v[..., : i + 1, :]
+        tol.scaled_dot_product_attention(q[..., i : i + 1, :], k[..., : i + 1, :], v[..., : i + 1, :], scale)
         for i in range(q.shape[-2])
     ]
     return _concatenated(rows, -2) if rows else q
