@@ -113,6 +113,11 @@ class LayerSpec:
     ``linear_in_input``
         ``f(a*x + b*y) = a*f(x) + b*f(y) + (1 - a - b)*f(0)``: linear without
         a bias (``f(0) = 0``), affine with one (Linear, convolutions).
+    ``dropout_probability``
+        The constructor argument holding a dropout layer's drop probability
+        (``"p"``): the same seed gives the same mask, eval mode is the
+        identity, train mode keeps each element with probability ``1 - p``
+        and scales it by ``1 / (1 - p)``.
     """
 
     name: str
@@ -147,6 +152,7 @@ class LayerSpec:
     causal_along: tuple[int, ...] = ()
     permutation_equivariant_along: tuple[int, ...] = ()
     linear_in_input: bool = False
+    dropout_probability: str | None = None
 
     def __post_init__(self) -> None:
         def bad(field: str, problem: str, fix: str) -> SpecError:
@@ -216,6 +222,13 @@ class LayerSpec:
                 raise bad(field, f"{value!r} is not one dim in a tuple", "Pass (dim,), e.g. (-1,), or leave it out.")
         if not isinstance(self.linear_in_input, bool):
             raise bad("linear_in_input", f"{self.linear_in_input!r} is not a bool", "Pass True or False.")
+        if self.dropout_probability is not None and not (
+            isinstance(self.dropout_probability, str) and self.dropout_probability.isidentifier()
+        ):
+            raise bad(
+                "dropout_probability", f"{self.dropout_probability!r} is not an argument name",
+                "Pass the name of the constructor argument holding the drop probability, e.g. 'p'.",
+            )
 
     # -- derived facts -------------------------------------------------------
 

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from properties import gallery
+from hypothesis import strategies as st
+
+from properties import LayerSpec, gallery
 
 # -- normalization ---------------------------------------------------------------------------
 
@@ -165,6 +167,64 @@ class PositionBiasedAttention(gallery.SelfAttention):
         return F.scaled_dot_product_attention(x, x, x, attn_mask=positions.expand(x.shape[-2], x.shape[-2]))
 
 
+# -- dropout -------------------------------------------------------------------------------------
+
+
+def dropout_laws_spec(module: type, name: str) -> LayerSpec:
+    """A dropout layer with its laws declared.  Only the laws are checked on it here:
+    the rest of the catalogue needs the spec model's stochastic facts (issue 12)."""
+    return LayerSpec(
+        name=name,
+        module=module,
+        factory_kwargs=False,
+        constructor_args=st.fixed_dictionaries({"p": st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0])}),
+        batch_dims=(1, 4),
+        max_side=8,
+        per_sample=True,
+        train_eval_differ=True,
+        dropout_probability="p",
+    )
+
+
+class UnscaledDropout(nn.Dropout):
+    """Drops with probability p but forgets to scale the kept elements by 1 / (1 - p)."""
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        return x * (torch.rand_like(x) >= self.p)
+
+
+class KeepsWithProbabilityP(nn.Dropout):
+    """Keeps each element with probability p (the mask's comparison the wrong way round)."""
+
+    def forward(self, x):
+        if not self.training or self.p in (0.0, 1.0):
+            return super().forward(x)
+        return x * (torch.rand_like(x) < self.p) / (1 - self.p)
+
+
+class AlwaysOnDropout(nn.Dropout):
+    """Drops in eval mode too (F.dropout(..., training=True) hard-coded)."""
+
+    def forward(self, x):
+        return F.dropout(x, self.p, training=True)
+
+
+class OwnGeneratorDropout(nn.Dropout):
+    """Draws its mask from a private generator: torch's seed does not reproduce it."""
+
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__(p, inplace)
+        self.generator = torch.Generator().manual_seed(0)
+
+    def forward(self, x):
+        if not self.training or self.p in (0.0, 1.0):
+            return super().forward(x)
+        keep = torch.rand(x.shape, generator=self.generator).to(x.device) >= self.p
+        return x * keep / (1 - self.p)
+
+
 GALLERY_MUTANTS = [
     ("epsilon outside the square root", gallery.rms_norm(EpsOutsideSqrtRMSNorm, name="EpsOutsideSqrtRMSNorm"),
      {"matches_reference", "matches_equivalents", "invariant_to_shift_and_scale"}),
@@ -200,4 +260,12 @@ GALLERY_MUTANTS = [
     ("broken family laws (linearity, equivariance)",
      gallery.scaled_dot_product_attention(PositionBiasedAttention, name="PositionBiasedAttention", is_causal=False),
      {"matches_reference", "permutation_equivariant"}),
+    ("dropout: expectation not preserved", dropout_laws_spec(UnscaledDropout, "UnscaledDropout"),
+     {"dropout_preserves_the_expectation"}),
+    ("dropout: expectation not preserved", dropout_laws_spec(KeepsWithProbabilityP, "KeepsWithProbabilityP"),
+     {"dropout_preserves_the_expectation"}),
+    ("dropout: on in eval mode", dropout_laws_spec(AlwaysOnDropout, "AlwaysOnDropout"),
+     {"identity_in_eval_mode"}),
+    ("dropout: mask not reproducible from the seed", dropout_laws_spec(OwnGeneratorDropout, "OwnGeneratorDropout"),
+     {"same_seed_same_mask"}),
 ]

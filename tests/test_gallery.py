@@ -15,6 +15,7 @@ from torch import nn
 
 from properties import SpecError, check_layer, gallery, registered_properties
 from properties.runner import why_not_run
+from tests.gallery_mutants import dropout_laws_spec
 
 # Left out, with the reason: torch's CPU flash-attention kernel has no double
 # backward ("derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward
@@ -38,8 +39,17 @@ def test_torch_modules_pass_their_family(spec, prop):
     check_layer(spec, [prop], settings=settings(settings.default, database=None))
 
 
+DROPOUT = dropout_laws_spec(nn.Dropout, "nn_Dropout")
+DROPOUT_LAWS = [p for p in _applicable(DROPOUT) if p in LAWS]
+
+
+@pytest.mark.parametrize("prop", DROPOUT_LAWS)
+def test_torch_dropout_obeys_the_dropout_laws(prop):
+    check_layer(DROPOUT, [prop], settings=settings(settings.default, database=None))
+
+
 def test_every_law_runs_on_some_torch_module():
-    declared = {prop for spec in gallery.TORCH_SPECS for prop in _applicable(spec)}
+    declared = {prop for spec in gallery.TORCH_SPECS for prop in _applicable(spec)} | set(DROPOUT_LAWS)
     assert LAWS and LAWS <= declared, LAWS - declared
 
 

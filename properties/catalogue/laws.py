@@ -21,7 +21,7 @@ from hypothesis import event, strategies as st
 
 from properties import tolerances
 from properties.cases import LayerCase
-from properties.catalogue._common import forward, reference
+from properties.catalogue._common import assert_identical, forward, reference
 from properties.registry import layer_property
 
 _U64 = 2.0**-53  # the float64 combination of outputs below rounds too
@@ -226,4 +226,94 @@ def linear_in_its_input(case: LayerCase, coefficients: tuple[float, float]) -> N
     _assert_combination(
         forward(case, module, combined), reference(case, module, combined), terms, exact_law=False,
         what=f"{case.spec.name}({a!r} * x + {b!r} * y) vs {a!r} * f(x) + {b!r} * f(y) + {1.0 - a - b!r} * f(0)",
+    )
+
+
+# -- dropout ----------------------------------------------------------------------------------
+
+# The keep-rate test pools elements over fresh masks until it has SAMPLES of
+# them and rejects when the kept fraction is further than
+# eps = sqrt(ln(2 / ALPHA) / (2 n)) from 1 - p.  Hoeffding's inequality,
+# P(|k/n - (1 - p)| > eps) <= 2 exp(-2 n eps^2), holds for every n: the
+# false-alarm rate is at most ALPHA = 1e-6 per check, as the initialization
+# property's Kolmogorov-Smirnov test.  At n = 2000, eps = 0.06: a drop
+# probability of p where 1 - p is meant (p = 0.25) is far outside it.
+ALPHA = 1e-6
+SAMPLES = 2000
+MAX_MASKS = 512
+
+
+def _drop_probability(case: LayerCase) -> float:
+    return float(case.constructor_args[case.spec.dropout_probability])
+
+
+def _nonzero_input(case: LayerCase) -> torch.Tensor:
+    """The drawn input with zeros (which dropout keeps as zeros either way) replaced by ones."""
+    x = case.make_input()
+    return torch.where(x == 0, torch.ones_like(x), x)
+
+
+@layer_property(family="laws", requires=("dropout_probability",))
+def same_seed_same_mask(case: LayerCase) -> None:
+    """In train mode the same RNG seed gives the same output bit for bit, and (for
+    0.1 <= p <= 0.9 and at least 64 elements) another seed a different mask."""
+    __tracebackhide__ = True
+    module, x = case.build(), _nonzero_input(case)
+    first, again = forward(case, module, x), forward(case, module, x)
+    assert_identical(first, again, what=f"{case.spec.name} twice with the same seed")
+    p = _drop_probability(case)
+    if 0.1 <= p <= 0.9 and x.numel() >= 64:
+        # Two seeds give equal masks with probability (p^2 + (1-p)^2)^n <= 0.82^64 < 1e-5.
+        other = forward(dataclasses.replace(case, module_seed=case.module_seed + 7919), module, x)
+        assert bool(((first == 0) != (other == 0)).any()), (
+            f"{case.spec.name}: two different seeds gave the same mask over {x.numel()} elements "
+            f"(p = {p}): the mask does not come from torch's RNG"
+        )
+
+
+@layer_property(family="laws", requires=("dropout_probability",))
+def identity_in_eval_mode(case: LayerCase) -> None:
+    """In eval mode the output is the input, bit for bit."""
+    __tracebackhide__ = True
+    module, x = case.build(), case.make_input()
+    module.eval()
+    assert_identical(forward(case, module, x), x, what=f"{case.spec.name} in eval mode vs its input")
+
+
+@layer_property(family="laws", requires=("dropout_probability",), dtypes=(torch.float32, torch.float64))
+def dropout_preserves_the_expectation(case: LayerCase) -> None:
+    """In train mode each element is kept with probability 1 - p (a Hoeffding test with a
+    false-alarm rate of at most 1e-6) and scaled by exactly 1 / (1 - p), so E[f(x)] = x."""
+    __tracebackhide__ = True
+    module, x = case.build(), _nonzero_input(case)
+    if x.numel() == 0:
+        event("dropout: empty input")
+        return
+    p = _drop_probability(case)
+    x64 = x.detach().to("cpu", torch.float64)
+    scaled = x64 / (1 - p) if p < 1 else torch.zeros_like(x64)
+    kept = total = 0
+    for k in range(MAX_MASKS):
+        out = forward(dataclasses.replace(case, module_seed=case.module_seed + k), module, x)
+        out64 = out.detach().to("cpu", torch.float64)
+        is_kept = out64 != 0
+        # torch multiplies by the rounded 1 / (1 - p): two roundings of the working dtype.
+        allowed = 2 * tolerances.unit_roundoff(case.dtype) * scaled.abs() + torch.finfo(case.dtype).tiny
+        fits = scaled.abs() <= torch.finfo(case.dtype).max  # else the scaled element overflows: no claim
+        wrong = is_kept & fits & ((out64 - scaled).abs() > allowed)
+        if bool(wrong.any()):
+            i = wrong.nonzero()[0].tolist()
+            raise AssertionError(
+                f"{case.spec.name}: a kept element is not the input times 1 / (1 - p) = {1 / (1 - p) if p < 1 else math.inf:.6g}: "
+                f"at {i} input {x64[tuple(i)].item()!r}, output {out64[tuple(i)].item()!r} (p = {p})"
+            )
+        kept += int(is_kept.sum())
+        total += out64.numel()
+        if total >= SAMPLES:
+            break
+    threshold = math.sqrt(math.log(2 / ALPHA) / (2 * total))
+    rate = kept / total
+    assert abs(rate - (1 - p)) <= threshold, (
+        f"{case.spec.name}: kept {kept} of {total} elements ({rate:.3f}), expected 1 - p = {1 - p:.3f} "
+        f"within {threshold:.3f} (Hoeffding, false-alarm rate <= {ALPHA})"
     )
