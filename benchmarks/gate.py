@@ -9,7 +9,8 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,10 @@ def property_rates(
     *,
     skip_families: tuple[str, ...] = (),
     log: Callable[[str], None] = lambda _: None,
+    specs: Sequence[Any] | None = None,
 ) -> list[PropertyRate]:
-    """Time ``check_layer(spec, [prop])`` for every applicable (property, lesson layer).
+    """Time ``check_layer(spec, [prop])`` for every applicable (property, layer):
+    the lesson's layers, or ``specs`` (the gallery's families).
 
     Generate phase only, no database, derandomized (the same examples every
     run).  The examples actually run are counted, so properties that scale
@@ -51,6 +54,7 @@ def property_rates(
     """
     from layers.specs import LESSON_SPECS
 
+    specs = LESSON_SPECS if specs is None else specs
     base = settings(
         max_examples=examples,
         derandomize=True,
@@ -80,8 +84,8 @@ def property_rates(
     try:
         # One untimed example first: process-wide first-use costs (lazy torch
         # imports, Hypothesis caches) are not charged to whichever property runs first.
-        warm = next(p for p in registered_properties() for s in LESSON_SPECS if p.not_applicable_because(s) is None)
-        warm_spec = next(s for s in LESSON_SPECS if warm.not_applicable_because(s) is None)
+        warm = next(p for p in registered_properties() for s in specs if p.not_applicable_because(s) is None)
+        warm_spec = next(s for s in specs if warm.not_applicable_because(s) is None)
         try:
             runner.check_layer(warm_spec, [warm.name], settings=settings(base, max_examples=1))
         except (Exception, pytest.skip.Exception):
@@ -89,7 +93,7 @@ def property_rates(
         for prop in registered_properties():
             if prop.family in skip_families:
                 continue
-            for spec in LESSON_SPECS:
+            for spec in specs:
                 if prop.not_applicable_because(spec) is not None:
                     continue
                 calls[:] = [0, 0]

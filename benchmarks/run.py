@@ -10,7 +10,8 @@
    of ``hypothesis.extra.numpy.arrays`` + ``torch.from_numpy``, at float32
    shapes up to 8x8, 64x64 and 256x256;
 2. what "some element > 5" on a 3x4 float32 tensor shrinks to, per strategy;
-3. examples per second of each property on each lesson layer;
+3. examples per second of each property on each lesson layer, and (3b) on
+   each of the gallery's families (torch's own modules);
 4. the wall time of the default gate (``ci`` profile) with ``-n 0`` and
    ``-n auto``, and their ratio;
 5. the wall time of the README's commands (``pytest -n auto``, the gate
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks import gate, generation, report
-from properties import records
+from properties import gallery, records
 from properties.plugin import CI_EXAMPLES
 
 DOCS = gate.ROOT / "docs" / "performance.md"
@@ -55,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--property-examples", type=int, help="examples per property and layer (default: the ci profile's count; quick 2)"
     )
+    parser.add_argument(
+        "--gallery-examples", type=int, help="examples per property on each gallery family (default 25; quick 2)"
+    )
     parser.add_argument("--skip-gate", action="store_true", help="do not time the gate")
     parser.add_argument(
         "--gate-repeats", type=int, default=2, help="runs of the gate per worker count, alternating, best kept (default 2)"
@@ -77,6 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if quick else 7)
     args.seeds = args.seeds or (2 if quick else 10)
     args.property_examples = args.property_examples or (2 if quick else CI_EXAMPLES)
+    args.gallery_examples = args.gallery_examples or (2 if quick else 25)
     args.skip_gate = args.skip_gate or quick
     args.skip_commands = args.skip_commands or quick
     return args
@@ -147,7 +152,7 @@ def shrinking_section(results: dict[str, generation.Shrunk], seeds: int) -> str:
     )
 
 
-def property_section(rates: list[gate.PropertyRate], args: argparse.Namespace) -> str:
+def property_section(rates: list[gate.PropertyRate], args: argparse.Namespace, *, gallery_examples: int | None = None) -> str:
     rows = [
         (
             f"`{r.prop}`",
@@ -165,9 +170,15 @@ def property_section(rates: list[gate.PropertyRate], args: argparse.Namespace) -
     total_seconds = sum(r.seconds for r in rates)
     rows.append(("**all**", "", "", total_examples, sum(r.discarded for r in rates), f"{total_seconds:.1f}", f"{_ratio(total_examples, total_seconds):,.1f}", ""))
     skipped = " The `variants` family is left out (`--quick`)." if args.quick else ""
+    heading = "### 3. Examples per second of each property on each layer\n\n"
+    if gallery_examples is not None:
+        heading = (
+            "### 3b. Examples per second on the gallery's families\n\n"
+            "The same measurement on torch's own modules in `properties.gallery.TORCH_SPECS`: "
+        )
     return (
-        "### 3. Examples per second of each property on each layer\n\n"
-        f"`properties.runner.check_layer(spec, [property], settings=...)` with max_examples={args.property_examples}, "
+        heading
+        + f"`properties.runner.check_layer(spec, [property], settings=...)` with max_examples={gallery_examples or args.property_examples}, "
         "generate phase only, no database, derandomized, in one process, in catalogue order, after one untimed "
         "warm-up example. *examples*: examples that reached the check (the variants run a tenth, at least two); "
         "*discarded*: draws Hypothesis abandoned (overruns), which cost time but are not examples; "
@@ -292,6 +303,10 @@ def build_report(args: argparse.Namespace) -> tuple[str, list[gate.GateRun]]:
     prop_rates = gate.property_rates(
         args.property_examples, skip_families=("variants",) if args.quick else (), log=_log
     )
+    _log("3b/4 property rates on the gallery ...")
+    gallery_rates = gate.property_rates(
+        args.gallery_examples, skip_families=("variants",) if args.quick else (), log=_log, specs=gallery.TORCH_SPECS
+    )
     runs: list[gate.GateRun] = []
     if not args.skip_gate:
         best: dict[str, gate.GateRun] = {}
@@ -308,6 +323,7 @@ def build_report(args: argparse.Namespace) -> tuple[str, list[gate.GateRun]]:
         generation_section(rates, args),
         shrinking_section(shrunk, args.seeds),
         property_section(prop_rates, args),
+        property_section(gallery_rates, args, gallery_examples=args.gallery_examples),
         gate_section(runs, args.gate_repeats),
         commands_section(commands),
         targets_section(rates, shrunk, runs),

@@ -27,10 +27,12 @@ def test_quick_benchmark_prints_the_tables(tmp_path):
         "### 1. Tensors per second",
         "### 2. Shrinking",
         "### 3. Examples per second of each property on each layer",
+        "### 3b. Examples per second on the gallery's families",
         "### 4. Gate wall time",
         "### Targets",
     ):
         assert heading in done.stdout, f"{heading!r} missing from:\n{done.stdout[-3000:]}"
     assert "| 64×64 | project `tensors()` |" in done.stdout
     assert "| `gradient_flow` | gradients | MyLinear |" in done.stdout
+    assert "| `rows_sum_to_one` | laws | softmax |" in done.stdout
     assert output.read_text(encoding="utf-8") == done.stdout.rstrip("\n") + "\n"

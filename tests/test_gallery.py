@@ -4,6 +4,14 @@ torch's modules are correct by definition, so a failure here is the
 framework's bug (a reference, a law's bound, a spec).  The examples come from
 the loaded profile (dev: few; ``CI=true``: the ci count; the soak's seeds
 change them), one test per (family, property) so that xdist spreads them.
+
+The properties run here are those that judge a layer by what the gallery
+declares: its reference and equivalents, its laws, the algebraic facts and
+the robustness checks against the reference (``GALLERY_FAMILIES``).  The
+rest of the catalogue (gradients, compilation, serialization, ...) checks
+torch's own kernels against themselves and costs most of the time (a gradcheck
+of one family takes longer than all its laws); a user's gallery spec runs it
+all (``tests/test_gallery_readme.py``).
 """
 
 from __future__ import annotations
@@ -25,10 +33,15 @@ EXCLUDED = {
 }
 
 LAWS = {p.name for p in registered_properties() if p.family == "laws"}
+GALLERY_FAMILIES = ("equivalence", "algebra", "laws", "robustness")
 
 
 def _applicable(spec) -> list[str]:
-    return [p.name for p in registered_properties() if not why_not_run(p, spec) and (spec.name, p.name) not in EXCLUDED]
+    return [
+        p.name
+        for p in registered_properties()
+        if p.family in GALLERY_FAMILIES and not why_not_run(p, spec) and (spec.name, p.name) not in EXCLUDED
+    ]
 
 
 @pytest.mark.parametrize(
