@@ -231,6 +231,11 @@ class LayerGate(pytest.Module):
             raise self.CollectError(str(error)) from None
         props = runner.registered_properties()
         specs = [s for s in specs if selection.matches(s.name, selection.layers)]
+        try:
+            for spec in specs:
+                runner.check_expected_failures(spec, [p.name for p in props])
+        except SpecError as error:
+            raise self.CollectError(str(error)) from None
         module = types.ModuleType(f"layer_gate[{self.path}]")
         module.__file__ = str(self.path)
         for prop in props:
@@ -242,10 +247,23 @@ class LayerGate(pytest.Module):
                 reason = runner.why_not_run(prop, spec)
                 marks = [pytest.mark.skip(reason=reason)] if reason else []
                 params.append(pytest.param(spec, id=spec.name, marks=marks))
+                params += _expected_failure_params(runner, prop, spec)
 
             test = _property_test(prop, params)
             setattr(module, f"test_{prop.name}", test)
         return module
+
+
+def _expected_failure_params(runner: Any, prop: Any, spec: Any) -> list[Any]:
+    """One strict-xfail test per expected failure ``spec`` declares for ``prop``: ``<layer>-xfail``."""
+    declared = spec.expected_failures_of(prop.name)
+    params = []
+    for i, expected in enumerate(declared):
+        reason = runner.why_not_run(prop, spec, expected)
+        mark = pytest.mark.skip(reason=reason) if reason else pytest.mark.xfail(reason=str(expected), strict=True)
+        suffix = f"-xfail{i + 1}" if len(declared) > 1 else "-xfail"
+        params.append(pytest.param(runner.ExpectedFailureRun(spec, expected), id=spec.name + suffix, marks=[mark]))
+    return params
 
 
 def _property_test(prop: Any, params: list[Any]) -> Any:

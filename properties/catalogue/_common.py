@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from properties import tolerances
@@ -11,14 +13,29 @@ from properties.spec import spec_call
 
 
 def reference(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tolerances.Bounded:
-    """The spec's exact reference for this module and input, checked to be usable."""
-    expected = spec_call(case.spec, "reference", case.spec.reference, module, tolerances.exact(x))
+    """The spec's exact reference for this module and input, checked to be usable.
+
+    It receives what the layer receives (``case.arguments``), tensors as exact ``Bounded`` values.
+    """
+    args, kwargs = case.arguments(x)
+    exact = lambda value: tolerances.exact(value) if isinstance(value, torch.Tensor) else value  # noqa: E731
+    args, kwargs = [exact(a) for a in args], {k: exact(v) for k, v in kwargs.items()}
+    expected = spec_call(case.spec, "reference", case.spec.reference, module, *args, **kwargs)
     if not isinstance(expected, tolerances.Bounded):
         raise SpecError(
             f"LayerSpec {case.spec.name!r}, field 'reference' returned {type(expected).__name__}; "
             "it must return a Bounded built with properties.tolerances (exact, linear, mean, ...)."
         )
     return expected
+
+
+def comparable(case: LayerCase, **build: Any) -> torch.nn.Module:
+    """The layer, for properties that compare two computations: in eval mode if the spec
+    declares it stochastic, so that two different random masks are never compared (a
+    slice has another mask than its batch; so may another layout, a compiled variant,
+    a twin; the reference describes eval mode)."""
+    module = case.build(**build)
+    return module.eval() if case.spec.stochastic else module
 
 
 def forward(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

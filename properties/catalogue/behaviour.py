@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import event, strategies as st
 
 from properties.cases import LayerCase
-from properties.catalogue._common import assert_identical, assert_same_computation, forward, reference
+from properties.catalogue._common import assert_identical, assert_same_computation, comparable, forward, reference
 from properties.registry import layer_property
 
 
@@ -38,10 +39,9 @@ def train_and_eval_agree(case: LayerCase) -> None:
     """Train and eval mode compute the same, unless the spec declares they differ
     (catches dropout or other randomness left on)."""
     __tracebackhide__ = True
-    if case.spec.train_eval_differ:
-        import pytest
-
-        pytest.skip(f"{case.spec.name} declares train_eval_differ")
+    if case.spec.train_eval_differ or case.spec.stochastic:
+        which = "train_eval_differ" if case.spec.train_eval_differ else "stochastic"
+        pytest.skip(f"{case.spec.name} declares {which}")
     module, x = case.build(), case.make_input()
     trained = forward(case, module.train(), x)
     evaluated = forward(case, module.eval(), x)
@@ -54,8 +54,8 @@ def samples_are_independent(case: LayerCase, pick: int) -> None:
     """For a per-sample layer, each sample's output equals the output of that sample
     alone: unbatched, and as a batch of one; an unbatched input equals a batch of one."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
-    batch_dims = x.dim() - len(case.spec.event_shape(case.constructor_args))
+    module, x = comparable(case), case.make_input()
+    batch_dims = case.batch_ndim(x)
     out = forward(case, module, x)
     expected = reference(case, module, x)
     name = case.spec.name
@@ -91,7 +91,7 @@ def _non_contiguous(x: torch.Tensor, layout: str) -> torch.Tensor:
 def ignores_memory_layout(case: LayerCase, layout: str) -> None:
     """Non-contiguous inputs (strided, transposed) give the same result as contiguous ones."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     strided = _non_contiguous(x, layout)
     if x.numel() > 1 and strided.is_contiguous():
         event("ignores_memory_layout: layout stayed contiguous")
