@@ -132,7 +132,10 @@ class LayerCase:
         """The layer called on ``x`` (see ``arguments``) with torch's RNG seeded from the drawn
         seed, so a random layer draws the same mask on every run of the example; the output
         the spec selects (``output``)."""
-        args, kwargs = self.arguments(x)
+        return self.call(module, *self.arguments(x))
+
+    def call(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+        """``module(*args, **kwargs)`` as ``run`` calls it: RNG seeded, the spec's output selected."""
         with seeded(self.module_seed + 1):
             out = module(*args, **kwargs)
         return self.spec.select_output(out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from hypothesis import event, strategies as st
@@ -52,15 +54,29 @@ def train_and_eval_agree(case: LayerCase) -> None:
 @layer_property(family="batch", requires=("per_sample", "reference"), extra=st.integers(0, 2**16))
 def samples_are_independent(case: LayerCase, pick: int) -> None:
     """For a per-sample layer, each sample's output equals the output of that sample
-    alone: unbatched, and as a batch of one; an unbatched input equals a batch of one."""
+    alone: unbatched, and as a batch of one; an unbatched input equals a batch of one.
+    Every tensor argument with the main input's batch dimensions is sliced with it."""
     __tracebackhide__ = True
     module, x = comparable(case), case.make_input()
     batch_dims = case.batch_ndim(x)
     out = forward(case, module, x)
     expected = reference(case, module, x)
     name = case.spec.name
+    args, kwargs = case.arguments(x)
+
+    def sliced(index: Any) -> torch.Tensor:
+        """The layer on every batched argument indexed by ``index``, the others as they are."""
+
+        def pick(value: Any) -> Any:
+            if isinstance(value, torch.Tensor) and value.shape[:batch_dims] == x.shape[:batch_dims]:
+                return value[index]
+            return value
+
+        with torch.no_grad():
+            return case.call(module, tuple(pick(a) for a in args), {k: pick(v) for k, v in kwargs.items()})
+
     if batch_dims == 0:
-        alone = forward(case, module, x.unsqueeze(0))
+        alone = sliced(None)  # x[None]: every argument as a batch of one
         assert alone.shape[0] == 1, f"{name}: a batch of one gave {tuple(alone.shape)}"
         assert_same_computation(alone[0], out, expected, what=f"{name}: a batch of one vs the unbatched input")
         return
@@ -70,10 +86,10 @@ def samples_are_independent(case: LayerCase, pick: int) -> None:
     i = pick % x.shape[0]
     sample = expected.__class__(expected.value[i], expected.error[i], expected.representable[i], expected.dtype)
     assert_same_computation(
-        forward(case, module, x[i]), out[i], sample, what=f"{name}: sample {i} alone (one batch dim fewer) vs in the batch"
+        sliced(i), out[i], sample, what=f"{name}: sample {i} alone (one batch dim fewer) vs in the batch"
     )
     assert_same_computation(
-        forward(case, module, x[i : i + 1])[0], out[i], sample, what=f"{name}: sample {i} as a batch of one vs in the batch"
+        sliced(slice(i, i + 1))[0], out[i], sample, what=f"{name}: sample {i} as a batch of one vs in the batch"
     )
 
 
