@@ -117,6 +117,12 @@ class LayerSpec:
         dict (a layer whose bias is optional: ``lambda args: {...}`` that
         leaves ``"bias"`` out when ``args["bias"]`` is false).
 
+    ``accumulation``
+        Where the layer accumulates sums and evaluates functions: ``"torch"``
+        (float16/bfloat16 in float32, as torch's own kernels) or
+        ``"working"`` (in the working dtype itself, a looser bound); the
+        reference is evaluated under ``tolerances.accumulating(accumulation)``.
+
     The input domain (inputs outside it are never drawn; an input inside it
     that makes the layer raise is a failure of the layer):
 
@@ -195,6 +201,7 @@ class LayerSpec:
     parameter_init: Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]] = dataclasses.field(
         default_factory=dict
     )
+    accumulation: str = "torch"
     batch_sides: Mapping[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
     input_limit: float | None = None
     input_dtype: torch.dtype | None = None
@@ -275,6 +282,13 @@ class LayerSpec:
                 "expected_failures",
                 "is not a list of ExpectedFailure(property=..., reason=...) with a reason",
                 "Say why each property is expected to fail: the reason is reported with the xfail.",
+            )
+        if self.accumulation not in ("torch", "working"):
+            raise bad(
+                "accumulation",
+                f"{self.accumulation!r} is not 'torch' or 'working'",
+                "Leave it out (float16/bfloat16 accumulate in float32, as torch does), "
+                "or pass 'working' for a layer that accumulates in its own dtype.",
             )
 
     def _check_input_domain(self, bad: Callable[[str, str, str], SpecError]) -> None:
