@@ -157,7 +157,9 @@ class LayerProperty:
     ``extra`` is a
     strategy for one more value the check receives as its second argument.
     ``examples_scale`` scales the profile's example count for expensive
-    checks (compilation), keeping at least 2.
+    checks (compilation), keeping at least 2.  ``float_input``: the check
+    needs a float main input (it rescales or shifts it), so it does not
+    apply to layers taking indices or masks.
     """
 
     name: str
@@ -169,15 +171,19 @@ class LayerProperty:
     extra: Any = None
     examples_scale: float = 1.0
     description: str = ""
+    float_input: bool = False
 
     def not_applicable_because(self, spec: Any) -> str | None:
-        """Why this property does not apply to ``spec`` (a fact it needs is not declared), or None.
+        """Why this property does not apply to ``spec`` (a fact it needs is not declared,
+        or it needs a float input and the layer takes indices or masks), or None.
 
         Dtypes and devices are the run's business: see ``runner.why_not_run``.
         """
         missing = [field for field in self.requires if not getattr(spec, field)]
         if missing:
             return f"{spec.name} does not declare {', '.join(missing)}"
+        if self.float_input and spec.input_dtype is not None:
+            return f"{spec.name} takes {str(spec.input_dtype).removeprefix('torch.')} inputs; {self.name} needs a float input"
         return None
 
 
@@ -192,6 +198,7 @@ def layer_property(
     sparse: bool = True,
     extra: Any = None,
     examples_scale: float = 1.0,
+    float_input: bool = False,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Register ``check(case)`` (``check(case, extra)`` with ``extra=``) as a property.
 
@@ -225,6 +232,7 @@ def layer_property(
             values=values,
             extra=extra,
             examples_scale=examples_scale,
+            float_input=float_input,
             description=(check.__doc__ or "").strip().split("\n")[0],
         )
         return check

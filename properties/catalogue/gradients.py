@@ -22,14 +22,19 @@ _SMOOTH = dict(regimes=("ordinary",), max_splices=0, limit=2.0**8, sparse=False)
 @layer_property(family="gradients", regimes=("zeros", "constant", "ordinary", "tiny"), limit="moderate")
 def gradient_flow(case: LayerCase) -> None:
     """After a backward pass every trainable parameter and the input have a gradient,
-    present and finite."""
+    present and finite (an index or mask input has none to have)."""
     __tracebackhide__ = True
     module = case.build()
     x = case.make_input(requires_grad=True)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    if not x.requires_grad and not trainable:
+        event("gradient_flow: nothing requires grad (an index input and no trainable parameter)")
+        return
     out = case.run(module, x)
     if not out.requires_grad:
         raise AssertionError(
-            f"{case.spec.name}: the output does not require grad although the input does: "
+            f"{case.spec.name}: the output does not require grad although the "
+            f"{'input does' if x.requires_grad else 'layer has trainable parameters'}: "
             "forward cut the result out of autograd (.data, .detach(), .item() or a new tensor?)"
         )
     # Backpropagate ones rather than out.sum(): the sum of many outputs could
@@ -45,21 +50,23 @@ def gradient_flow(case: LayerCase) -> None:
             nonfinite.append(name)
     problems = []
     if missing:
-        problems.append(f"received no gradient: {', '.join(missing)}")
+        # The hint belongs to a missing gradient only: a non-finite one is an overflow, not a cut.
+        problems.append(
+            f"received no gradient: {', '.join(missing)} "
+            "(a parameter read through .data/.detach() in forward never learns)"
+        )
     if nonfinite:
         problems.append(f"received a non-finite gradient: {', '.join(nonfinite)}")
     if problems:
-        raise AssertionError(
-            f"{case.spec.name}: after backward, {'; '.join(problems)}. "
-            "A parameter read through .data/.detach() in forward never learns."
-        )
+        raise AssertionError(f"{case.spec.name}: after backward, {'; '.join(problems)}.")
 
 
 @layer_property(family="gradients", dtypes=(torch.float64,), **_SMOOTH)
 def gradients_match_finite_differences(case: LayerCase) -> None:
     """torch.autograd.gradcheck and gradgradcheck in float64, for the input and for
     every trainable parameter (catches a detached sub-expression that still lets
-    some gradient through)."""
+    some gradient through); an index or mask input is held fixed, and gradgradcheck
+    is skipped (a Hypothesis event) where the spec says supports_gradgrad=False."""
     __tracebackhide__ = True
     module, x = case.build(), case.make_input()
     if x.numel() == 0:
@@ -70,10 +77,17 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
     leaves = [x.detach().clone(), *(p.detach().clone() for p in trainable.values())]
 
     def function(*values: torch.Tensor) -> torch.Tensor:
-        return case.run(lambda inp: functional_call(module, dict(zip(names, values[1:])), (inp,)), values[0])
+        parameters = dict(zip(names, values[1:]))
+        return case.run(lambda *args, **kwargs: functional_call(module, parameters, args, kwargs), values[0])
 
     labels = ["input", *names]
-    for i, label in enumerate(labels):
+    # An index or mask input is not differentiable: only the parameters vary.
+    varied = range(0 if x.is_floating_point() else 1, len(labels))
+    if not varied:
+        event("gradcheck: nothing to differentiate")
+        return
+    for i in varied:
+        label = labels[i]
         # One leaf at a time, so that a failure names the culprit.
         def of_one(value: torch.Tensor, i: int = i) -> torch.Tensor:
             return function(*leaves[:i], value, *leaves[i + 1 :])
@@ -94,7 +108,10 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
                 f"{case.spec.name}: the gradient with respect to {label} disagrees with finite differences "
                 f"(a detached or mis-derived part of forward?): {_summary(error)}"
             ) from None
-    all_leaves = tuple(leaf.clone().requires_grad_(True) for leaf in leaves)
+    if not case.spec.supports_gradgrad:
+        event(f"gradgradcheck skipped: {case.spec.name} declares supports_gradgrad=False")
+        return
+    all_leaves = tuple(leaf.clone().requires_grad_(i in varied) for i, leaf in enumerate(leaves))
     try:
         torch.autograd.gradgradcheck(function, all_leaves, fast_mode=True)
     except GradcheckError as error:

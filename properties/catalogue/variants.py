@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from properties.cases import LayerCase
-from properties.catalogue._common import assert_same_computation, exact_output, forward
+from properties.catalogue._common import assert_same_computation, comparable, exact_output, forward
 from properties.profiles import profile_name
 from properties.registry import layer_property
 
@@ -55,7 +55,7 @@ def _cannot(case: LayerCase, variant: str, error: Exception) -> None:
 def matches_torchscript(case: LayerCase) -> None:
     """torch.jit.script(layer) computes what the layer computes."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still used
         try:
@@ -71,17 +71,20 @@ def matches_torch_jit_trace(case: LayerCase) -> None:
     input of the same shape (catches values frozen into the trace: .item(), Python
     branches on tensor values)."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
+    args, kwargs = case.arguments(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation and "trace might not generalize" warnings
         try:
-            traced = torch.jit.trace(module, x, check_trace=False)
+            if kwargs:
+                raise TypeError(f"the layer is called with keyword arguments {sorted(kwargs)}, which a trace cannot take")
+            traced = torch.jit.trace(module, args, check_trace=False)
         except Exception as error:
             _cannot(case, "torch.jit.trace", error)
     _compare(case, module, traced, x, "torch.jit.trace")
     # Same shape and dtype, other values (zeros become ones): a trace may
     # legitimately specialize on shapes, never on values.
-    other = (x.double() * -2 + 1).to(x.dtype)
+    other = case.other_input(x)
     _compare(case, module, traced, other, "torch.jit.trace (traced on another input)")
 
 
@@ -89,7 +92,7 @@ def matches_torch_jit_trace(case: LayerCase) -> None:
 def matches_torch_compile(case: LayerCase) -> None:
     """torch.compile(layer) computes what the layer computes (dynamic shapes)."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     backend = compile_backend()
     # A fresh cache per example: after a few recompilations of the same code
     # Dynamo silently falls back to eager, which would pass without checking.
