@@ -42,17 +42,22 @@ from hypothesis.strategies import SearchStrategy
 from torch import nn
 
 from properties import tolerances as tol
+from properties.distributions import Uniform, ones, standard_normal, zeros
 from properties.errors import SpecError
 from properties.spec import LayerSpec
 
 __all__ = [
     "TORCH_SPECS",
+    "batch_norm1d",
     "conv1d",
     "conv2d",
+    "dropout",
+    "embedding",
     "gelu",
     "layer_norm",
     "linear",
     "log_softmax",
+    "multihead_attention",
     "rms_norm",
     "scaled_dot_product_attention",
     "silu",
@@ -173,8 +178,8 @@ def _attribute(module: nn.Module, path: str) -> Any:
 
 
 def _placed(module: nn.Module) -> dict[str, Any]:
-    """``device=``/``dtype=`` of ``module`` (its first parameter), for building its torch twin alike."""
-    held = next(iter(module.parameters()), None)
+    """``device=``/``dtype=`` of ``module`` (its first floating parameter or buffer), for building its torch twin alike."""
+    held = next((t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None)
     return {} if held is None else {"device": held.device, "dtype": held.dtype}
 
 
@@ -331,6 +336,7 @@ def layer_norm(
         reference=reference,
         equivalents={"torch": torch_twin},
         invariances=("shift", "scale"),
+        parameter_init=_affine_init(factory, {weight_name: ones(), bias_name: zeros()}),
     )
 
 
@@ -365,7 +371,16 @@ def rms_norm(
         reference=reference,
         equivalents={"torch": torch_twin},
         invariances=("scale",),
+        parameter_init=_affine_init(factory, {weight_name: ones()}),
     )
+
+
+def _affine_init(factory: _Factory, init: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
+    """A norm's weight starts at ones and its bias at zeros, where the constructor's
+    ``elementwise_affine`` says it has them (a module without that option: no claim)."""
+    if "elementwise_affine" not in factory.options:
+        return lambda args: {}
+    return lambda args: dict(init) if args["elementwise_affine"] else {}
 
 
 # -- activations and softmax ----------------------------------------------------------------
@@ -509,8 +524,161 @@ def scaled_dot_product_attention(
     )
 
 
+# -- dropout, batch norm, embedding, multi-head attention (the spec model's stochastic, ---------
+# -- batch-coupled, integer-input and multi-input layers) ------------------------------------
+
+
+def dropout(
+    module: Callable[..., nn.Module] = nn.Dropout,
+    *,
+    name: str | None = None,
+    p: Option = st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0]),
+) -> LayerSpec:
+    """``nn.Dropout(p)``: in train mode each element is kept with probability ``1 - p`` and
+    scaled by ``1 / (1 - p)``, the mask drawn from torch's RNG; the identity in eval mode."""
+    factory = _Factory("dropout", module, (), ("p",))
+    return _spec(
+        "dropout", factory, name,
+        constructor_args=st.fixed_dictionaries({"p": _drawn(p)}),
+        batch_dims=(1, 4),
+        max_side=8,  # enough elements for the two-seeds check of same_seed_same_mask
+        stochastic=True,
+        per_sample=True,
+        reference=lambda m, x: x,  # eval mode (the reference of a stochastic layer describes eval)
+        equivalents={"torch": lambda m: nn.Dropout(factory.args_of(m)["p"])},
+        dropout_probability="p",
+    )
+
+
+def batch_norm1d(
+    module: Callable[..., nn.Module] = nn.BatchNorm1d,
+    *,
+    name: str | None = None,
+    num_features: Option = st.integers(1, 6),
+    affine: Option = st.booleans(),
+) -> LayerSpec:
+    """``nn.BatchNorm1d`` on ``(N, C)``: batch statistics in train mode (a batch of at
+    least two), running statistics in eval mode; weight ones, bias zeros, running mean
+    zeros and variance ones at construction.  Judged against its float64 twin and
+    torch's module (no reference)."""
+    factory = _Factory("batch_norm1d", module, ("num_features",), ("affine",))
+
+    def torch_twin(m: nn.Module) -> nn.Module:
+        a = factory.args_of(m)
+        twin = nn.BatchNorm1d(a["num_features"], affine=_attribute(m, "weight") is not None, **_placed(m))
+        twin.load_state_dict(m.state_dict())
+        return twin.train(m.training)
+
+    def init(a: Mapping[str, Any]) -> Mapping[str, Any]:
+        stats = {"running_mean": zeros(), "running_var": ones()}
+        return stats | ({"weight": ones(), "bias": zeros()} if a["affine"] and "affine" in factory.options else {})
+
+    return _spec(
+        "batch_norm1d", factory, name,
+        constructor_args=st.fixed_dictionaries({"num_features": _drawn(num_features), "affine": _drawn(affine)}),
+        input_event_shape=lambda a: (a["num_features"],),
+        batch_dims=(1, 1),
+        batch_sides={0: (2, 4)},  # a batch of one has no variance: torch raises in train mode
+        train_eval_differ=True,
+        equivalents={"torch": torch_twin},
+        parameter_init=init,
+    )
+
+
+def embedding(
+    module: Callable[..., nn.Module] = nn.Embedding,
+    *,
+    name: str | None = None,
+    num_embeddings: Option = st.integers(1, 8),
+    embedding_dim: Option = st.integers(1, 4),
+    weight_name: str = "weight",
+) -> LayerSpec:
+    """``nn.Embedding``: an exact lookup of rows of ``weight`` (initialized from N(0, 1))
+    by indices in ``[0, num_embeddings)``."""
+    factory = _Factory("embedding", module, ("num_embeddings", "embedding_dim"), ())
+
+    def reference(m: nn.Module, indices: tol.Bounded) -> tol.Bounded:
+        weight = _parameters(m, "embedding", required=("weight",), weight=weight_name)["weight"]
+        return tol.embedding(indices.value.long(), weight)
+
+    def torch_twin(m: nn.Module) -> nn.Module:
+        a = factory.args_of(m)
+        return _with_parameters(
+            nn.Embedding(a["num_embeddings"], a["embedding_dim"], **_placed(m)), m, {"weight": weight_name}
+        )
+
+    return _spec(
+        "embedding", factory, name,
+        constructor_args=st.fixed_dictionaries(
+            {"num_embeddings": _drawn(num_embeddings), "embedding_dim": _drawn(embedding_dim)}
+        ),
+        input_dtype=torch.long,
+        input_range=lambda a: (0, a["num_embeddings"]),
+        output_event_shape=lambda a: (a["embedding_dim"],),
+        per_sample=True,
+        reference=reference,
+        equivalents={"torch": torch_twin},
+        parameter_init={weight_name: standard_normal()},
+    )
+
+
+def multihead_attention(
+    module: Callable[..., nn.Module] = nn.MultiheadAttention,
+    *,
+    name: str | None = None,
+    embed_dim: Option = st.sampled_from([2, 4]),
+    num_heads: Option = st.sampled_from([1, 2]),
+    supports_gradgrad: bool | None = None,
+) -> LayerSpec:
+    """``nn.MultiheadAttention(embed_dim, num_heads, batch_first=True)`` called as
+    ``module(query, key, value, need_weights=False)`` on ``(L, E)`` or ``(N, L, E)``; its
+    first output is checked, against its float64 twin and torch's module with the same
+    state (no reference).  ``supports_gradgrad`` (default: False for torch's module, whose
+    CPU flash-attention kernel has no double backward; True otherwise)."""
+    factory = _Factory("multihead_attention", module, ("embed_dim", "num_heads"), ("batch_first",))
+    torch_own = isinstance(module, type) and issubclass(module, nn.MultiheadAttention)
+
+    def torch_twin(m: nn.Module) -> nn.Module:
+        a = factory.args_of(m)
+        twin = nn.MultiheadAttention(a["embed_dim"], a["num_heads"], batch_first=True, **_placed(m))
+        try:
+            twin.load_state_dict(m.state_dict())
+        except RuntimeError as error:
+            raise SpecError(
+                f"gallery.multihead_attention: torch's nn.MultiheadAttention cannot take {type(m).__name__}'s "
+                f"state_dict ({error}). Name the parameters as torch does (in_proj_weight, in_proj_bias, "
+                "out_proj.weight, out_proj.bias), or leave out the equivalent: dataclasses.replace(spec, equivalents={})."
+            ) from None
+        return twin
+
+    def xavier(a: Mapping[str, Any]) -> Mapping[str, Any]:
+        # nn.init.xavier_uniform_ of the (3E, E) input projection; biases zero.
+        bound = math.sqrt(6 / (4 * a["embed_dim"]))
+        return {"in_proj_weight": Uniform(-bound, bound), "in_proj_bias": zeros(), "out_proj.bias": zeros()}
+
+    return _spec(
+        "multihead_attention", factory, name,
+        constructor_args=st.fixed_dictionaries(
+            {"embed_dim": _drawn(embed_dim), "num_heads": _drawn(num_heads), "batch_first": st.just(True)}
+        ).filter(lambda a: a["embed_dim"] % a["num_heads"] == 0),
+        input_event_shape=lambda a: (a["embed_dim"],),
+        batch_dims=(1, 2),  # (L, E) or (N, L, E)
+        # Scores grow with |x|^2: with E <= 4 and xavier-initialized projections
+        # (|w| <= sqrt(6 / 4E)) a score is at most about 25 |x|^2, so beyond 2**60
+        # the exact scores leave float32's range (3.4e38) although the output fits.
+        input_limit=2.0**60,
+        allows_empty=False,  # an empty sequence has no attention weights to normalize
+        inputs=lambda a, query, make: ((query, make(query.shape), make(query.shape)), {"need_weights": False}),
+        output=0,  # (attn_output, attn_weights)
+        supports_gradgrad=(not torch_own) if supports_gradgrad is None else supports_gradgrad,
+        equivalents={"torch": torch_twin},
+        parameter_init=xavier if torch_own else {},
+    )
+
+
 _TORCH_DEFAULTS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LayerNorm, nn.RMSNorm, nn.GELU, nn.SiLU, nn.Softplus,
-                   nn.Softmax, nn.LogSoftmax, SelfAttention)
+                   nn.Softmax, nn.LogSoftmax, SelfAttention, nn.Dropout, nn.BatchNorm1d, nn.Embedding,
+                   nn.MultiheadAttention)
 
 
 def torch_specs() -> list[LayerSpec]:
@@ -518,6 +686,7 @@ def torch_specs() -> list[LayerSpec]:
     return [
         linear(), conv1d(), conv2d(), layer_norm(), rms_norm(), gelu(), gelu(approximate="tanh"), silu(), softplus(),
         softmax(), log_softmax(), scaled_dot_product_attention(), scaled_dot_product_attention(is_causal=False),
+        dropout(), batch_norm1d(), embedding(), multihead_attention(),
     ]
 
 

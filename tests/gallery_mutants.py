@@ -15,9 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hypothesis import strategies as st
-
-from properties import LayerSpec, gallery
+from properties import gallery
 
 # -- normalization ---------------------------------------------------------------------------
 
@@ -60,6 +58,15 @@ class WholeTensorLayerNorm(nn.LayerNorm):
         h = _upcast(x)
         out = ((h - h.mean()) / torch.sqrt(h.var(unbiased=False) + self.eps)).to(x.dtype)
         return out if self.weight is None else out * self.weight + (0 if self.bias is None else self.bias)
+
+
+class ZeroWeightLayerNorm(nn.LayerNorm):
+    """Its weight initialized to zeros where ones are meant (the output starts at the bias)."""
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        if self.weight is not None:
+            nn.init.zeros_(self.weight)
 
 
 class InPlaceLayerNorm(nn.LayerNorm):
@@ -170,22 +177,6 @@ class PositionBiasedAttention(gallery.SelfAttention):
 # -- dropout -------------------------------------------------------------------------------------
 
 
-def dropout_laws_spec(module: type, name: str) -> LayerSpec:
-    """A dropout layer with its laws declared.  Only the laws are checked on it here:
-    the rest of the catalogue needs the spec model's stochastic facts (issue 12)."""
-    return LayerSpec(
-        name=name,
-        module=module,
-        factory_kwargs=False,
-        constructor_args=st.fixed_dictionaries({"p": st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0])}),
-        batch_dims=(1, 4),
-        max_side=8,
-        per_sample=True,
-        train_eval_differ=True,
-        dropout_probability="p",
-    )
-
-
 class UnscaledDropout(nn.Dropout):
     """Drops with probability p but forgets to scale the kept elements by 1 / (1 - p)."""
 
@@ -260,12 +251,14 @@ GALLERY_MUTANTS = [
     ("broken family laws (linearity, equivariance)",
      gallery.scaled_dot_product_attention(PositionBiasedAttention, name="PositionBiasedAttention", is_causal=False),
      {"matches_reference", "permutation_equivariant"}),
-    ("dropout: expectation not preserved", dropout_laws_spec(UnscaledDropout, "UnscaledDropout"),
+    ("wrong initialization constants (zeros for ones)", gallery.layer_norm(ZeroWeightLayerNorm, name="ZeroWeightLayerNorm"),
+     {"initialized_from_declared_distribution"}),
+    ("dropout: expectation not preserved", gallery.dropout(UnscaledDropout, name="UnscaledDropout"),
      {"dropout_preserves_the_expectation"}),
-    ("dropout: expectation not preserved", dropout_laws_spec(KeepsWithProbabilityP, "KeepsWithProbabilityP"),
+    ("dropout: expectation not preserved", gallery.dropout(KeepsWithProbabilityP, name="KeepsWithProbabilityP"),
      {"dropout_preserves_the_expectation"}),
-    ("dropout: on in eval mode", dropout_laws_spec(AlwaysOnDropout, "AlwaysOnDropout"),
+    ("dropout: on in eval mode", gallery.dropout(AlwaysOnDropout, name="AlwaysOnDropout"),
      {"identity_in_eval_mode"}),
-    ("dropout: mask not reproducible from the seed", dropout_laws_spec(OwnGeneratorDropout, "OwnGeneratorDropout"),
+    ("dropout: mask not reproducible from the seed", gallery.dropout(OwnGeneratorDropout, name="OwnGeneratorDropout"),
      {"same_seed_same_mask"}),
 ]

@@ -36,6 +36,6 @@ def test_the_issue_bug_classes_are_covered():
         "normalization or reduction over the wrong dims", "softmax/logsumexp without the max shift",
         "attention without 1/sqrt(d)", "softmax over the wrong axis", "no float32 upcast in low precision",
         "substituted activation", "a dropped gate", "in-place residual or update of the input",
-        "a causal mask off by one",
+        "a causal mask off by one", "wrong initialization constants (zeros for ones)",
     ):
         assert bug in covered, bug

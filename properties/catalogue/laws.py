@@ -32,12 +32,6 @@ def _outputs(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tuple
     return forward(case, module, x).detach().to("cpu", torch.float64), reference(case, module, x)
 
 
-def _other_input(case: LayerCase, x: torch.Tensor) -> torch.Tensor:
-    """A second input like the drawn one (same regime and scale), from a seed derived from the draw."""
-    recipe = dataclasses.replace(case.input_recipe, seed=(case.input_recipe.seed + 1) % 2**31, keep=None, splices=())
-    return recipe.materialize()
-
-
 def _assert_combination(
     actual: torch.Tensor, actual_ref: tolerances.Bounded, terms: list[tuple[float, torch.Tensor, tolerances.Bounded]],
     *, exact_law: bool, what: str,
@@ -172,7 +166,7 @@ def causal_masking(case: LayerCase, position: int) -> None:
     j = 1 + position % (x.shape[dim] - 1)
     later = torch.arange(x.shape[dim], device=x.device) >= j
     later = later.view(-1, *([1] * (x.dim() - 1 - dim)))
-    changed = torch.where(later, _other_input(case, x), x)
+    changed = torch.where(later, case.other_input(x), x)
     # Masked positions contribute exp(-inf) = 0 exactly, but kernels may block
     # and reorder the sums differently for the two inputs: each prefix output is
     # within its bound of the same exact value.
@@ -216,7 +210,7 @@ def linear_in_its_input(case: LayerCase, coefficients: tuple[float, float]) -> N
     __tracebackhide__ = True
     a, b = coefficients
     module, x = case.build(), case.make_input()
-    y = _other_input(case, x)
+    y = case.other_input(x)
     combined = x * a + y * b
     terms = [
         (a, *_outputs(case, module, x)),
