@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -35,6 +35,7 @@ __all__ = [
     "available_devices",
     "devices",
     "dtypes",
+    "input_recipes",
     "layer_cases",
     "moderate_limit",
     "seeded",
@@ -510,20 +511,41 @@ def layer_cases(
         device = draw(_devices_of(allowed_devices))
     else:
         dtype, device = draw(_pairs_of(tuple(pairs)))
-    low, high = spec.batch_dims
-    event_shape = spec.event_shape(constructor_args)
-    if spec.batch_sides:
-        sides = tuple(sorted(spec.batch_sides.items()))
-        shape = draw(_sided_shapes_of(low, high, spec.allows_empty, spec.max_side, sides, event_shape))
-    else:
-        shape = draw(_shapes_of(low, high, spec.allows_empty, spec.max_side, event_shape))
-    if spec.input_dtype is None:
-        recipe = _draw_recipe(draw, shape, dtype, device, values, spec.input_limit)
-    else:
-        index_low, index_high = spec.index_range(constructor_args)
-        recipe = _draw_index_recipe(draw, shape, spec.input_dtype, device, index_low, index_high)
+    recipe = draw(input_recipes(spec, constructor_args, dtype=dtype, device=device, values=values))
     module_seed = draw(_integers(0, 2**31 - 2))
     return LayerCase(spec, constructor_args, recipe, module_seed, None if spec.input_dtype is None else dtype)
+
+
+def input_recipes(
+    spec: LayerSpec,
+    constructor_args: Mapping[str, Any],
+    *,
+    dtype: torch.dtype,
+    device: str,
+    values: ValueDomain = ValueDomain(),
+    shape: tuple[int, ...] | None = None,
+) -> st.SearchStrategy[TensorRecipe | IndexRecipe]:
+    """Main inputs of ``spec`` for these constructor arguments, inside its declared domain
+    (``batch_sides``, ``input_limit``, ``input_dtype``/``input_range``): a shape (or the
+    given one), then a float or an index recipe.  ``dtype`` is the layer's."""
+
+    @st.composite
+    def draw_input(draw: Any) -> TensorRecipe | IndexRecipe:
+        drawn = shape
+        if drawn is None:
+            low, high = spec.batch_dims
+            event_shape = spec.event_shape(constructor_args)
+            if spec.batch_sides:
+                sides = tuple(sorted(spec.batch_sides.items()))
+                drawn = draw(_sided_shapes_of(low, high, spec.allows_empty, spec.max_side, sides, event_shape))
+            else:
+                drawn = draw(_shapes_of(low, high, spec.allows_empty, spec.max_side, event_shape))
+        if spec.input_dtype is None:
+            return _draw_recipe(draw, drawn, dtype, device, values, spec.input_limit)
+        index_low, index_high = spec.index_range(constructor_args)
+        return _draw_index_recipe(draw, drawn, spec.input_dtype, device, index_low, index_high)
+
+    return draw_input()
 
 
 def _sided_shapes(
