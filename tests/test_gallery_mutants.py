@@ -35,7 +35,7 @@ def test_the_issue_bug_classes_are_covered():
         "epsilon outside the square root", "unbiased instead of biased variance",
         "normalization or reduction over the wrong dims", "softmax/logsumexp without the max shift",
         "attention without 1/sqrt(d)", "softmax over the wrong axis", "no float32 upcast in low precision",
-        "substituted activation", "a dropped gate", "in-place residual or update of the input",
+        "substituted activation", "a dropped gate", "in-place modification of inputs",
         "a causal mask off by one", "wrong initialization constants (zeros for ones)",
     ):
         assert bug in covered, bug
