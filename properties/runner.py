@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from hypothesis import given, settings as Settings, strategies as st
+from hypothesis import HealthCheck, Phase, find, given, settings as Settings, strategies as st
 
 import properties.catalogue  # noqa: F401  (importing it registers the built-in properties)
 from properties.cases import LayerCase, seeded
@@ -34,8 +34,12 @@ __all__ = [
     "scaled_settings",
     "select",
     "spec_call",
+    "spec_problem",
     "why_not_run",
 ]
+
+# The property that checks the spec itself (see spec_problem).
+SPEC_CHECK = "spec_is_usable"
 
 # What the run selected (``--dtypes``/``--devices``); None means everything.
 _selected: dict[str, tuple[Any, ...] | None] = {"dtypes": None, "devices": None}
@@ -85,6 +89,33 @@ def why_not_run(prop: LayerProperty, spec: LayerSpec) -> str | None:
 
 def _names(dtypes: Sequence[torch.dtype] | None) -> str:
     return "all dtypes" if dtypes is None else ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+
+
+def spec_problem(spec: LayerSpec) -> SpecError | None:
+    """The SpecError ``spec_is_usable`` raises on the spec's simplest example, or None.
+
+    Cheap (one example, found without running the catalogue): the plugin calls
+    it once per layer at collection.  Other exceptions are not the spec's
+    problem; the properties report them.
+    """
+    prop = next(p for p in registered_properties() if p.name == SPEC_CHECK)
+    if why_not_run(prop, spec):
+        return None
+    simplest = Settings(
+        database=None, max_examples=10, phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck)
+    )
+    before = GlobalState.capture()
+    try:
+        case = find(cases_for(prop, spec), lambda _: True, settings=simplest)
+        with seeded(case.module_seed + 2):
+            prop.check(case)
+    except SpecError as error:
+        return error
+    except Exception:
+        return None
+    finally:
+        before.restore_and_diff()
+    return None
 
 
 def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObject) -> None:
