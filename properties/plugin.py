@@ -14,6 +14,7 @@ register no layers pay nothing.
 from __future__ import annotations
 
 import fnmatch
+import gc
 import os
 import types
 from pathlib import Path
@@ -191,6 +192,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     is_controller = session.config.getoption("dist", "no") != "no" and not hasattr(session.config, "workerinput")
     if is_controller:
         _check_selection_names(session.config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Every test has run; what is still alive (torch, the collected gate) lives
+    # until exit.  Frozen, it spares the two full garbage collections pytest
+    # runs at exit (0.3-0.9 s each with torch loaded), in every xdist worker.
+    # The young generations are collected first, so that recent garbage still
+    # reports its unraisable exceptions.
+    gc.collect(1)
+    gc.freeze()
 
 
 def _check_selection_names(config: pytest.Config) -> None:
