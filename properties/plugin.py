@@ -113,6 +113,8 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"Hypothesis profile {name!r} (from ${PROFILE_ENV} or $CI) is not registered; use dev, ci or nightly."
             ) from None
+    # pytest-xdist declares it too; without xdist the mark is inert but must be known.
+    config.addinivalue_line("markers", "xdist_group(name): run under --dist loadgroup on one worker")
     config._layer_gate_selection = _Selection.from_options(config)  # type: ignore[attr-defined]
     database.configure(config)
     config.pluginmanager.register(GateReport(config), "layer-gate-report")
@@ -262,6 +264,8 @@ def _property_test(prop: Any, params: list[Any]) -> Any:
     test = property_test(prop, settings=scaled_settings(prop) if prop.examples_scale != 1.0 else None)
     test._layer_property = prop.name  # type: ignore[attr-defined]  (read by the report)
     test = pytest.mark.parametrize("layer", params)(test)
+    if prop.warm_up:
+        test = pytest.mark.xdist_group(prop.warm_up)(test)
     return getattr(pytest.mark, prop.family)(test)
 
 
