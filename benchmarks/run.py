@@ -4,6 +4,7 @@
     python -m benchmarks.run --quick          # tiny counts, no gate timing: a smoke run
     python -m benchmarks.run --output FILE    # also write the Markdown to FILE
     python -m benchmarks.run --update-readme  # also replace README.md's Performance section
+    python -m benchmarks.run --scaling        # also how the gate scales with cores (benchmarks.scaling)
 
 1. tensors per second of the project's strategy, of the shape-only floor and
    of ``hypothesis.extra.numpy.arrays`` + ``torch.from_numpy``, at float32
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import gate, generation, report
+from benchmarks import gate, generation, report, scaling
 from properties.plugin import CI_EXAMPLES
 
 README = gate.ROOT / "README.md"
@@ -52,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-gate", action="store_true", help="do not time the gate")
     parser.add_argument(
         "--gate-repeats", type=int, default=2, help="runs of the gate per worker count, alternating, best kept (default 2)"
+    )
+    parser.add_argument(
+        "--scaling", action="store_true", help=f"also measure how the gate scales with cores (`{scaling.COMMAND}`)"
     )
     parser.add_argument("--output", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
     parser.add_argument(
@@ -263,6 +267,9 @@ def build_report(args: argparse.Namespace) -> str:
         gate_section(runs, args.gate_repeats),
         targets_section(rates, shrunk, runs),
     ]
+    if args.scaling:
+        _log("scaling ...")
+        sections.append("### 5. Scaling with cores\n\n" + scaling.render(scaling.measure(quick=args.quick), quick=args.quick))
     footer = (
         f"*{'Quick run' if args.quick else 'Run'} took {time.perf_counter() - started:.0f} s; "
         f"load average (1/5/15 min) at the end: {report.load_average()}.*"
