@@ -212,9 +212,16 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
     ]
     median_start = statistics.median(c[1] for c in worker_costs)
     median_teardown = statistics.median(c[2] for c in worker_costs)
+    machine = report.machine()
+    if sys.dont_write_bytecode:
+        # Seen on a GPU image: each process then compiles torch's sources again.
+        machine += (
+            " **PYTHONDONTWRITEBYTECODE is set:** every process recompiles the Python sources it imports "
+            "(torch, torch._dynamo), which inflates start-up and the first compilation in each worker."
+        )
     return "\n\n".join(
         [
-            report.machine(),
+            machine,
             f"Gate: `{gate_text}`, {len(durations)} tests. Each figure is one run, from launch to exit; "
             "*start-up*: launch to the first test of the slowest worker to start (importing torch, collecting); "
             "*teardown*: the last test's end to exit; *test time*: the sum of the tests' durations "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import gc
 import os
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-xdist declares it too; without xdist the mark is inert but must be known.
     config.addinivalue_line("markers", "xdist_group(name): run under --dist loadgroup on one worker")
     config._layer_gate_selection = _Selection.from_options(config)  # type: ignore[attr-defined]
+    _hide_gpus_unless_selected(config._layer_gate_selection)  # type: ignore[attr-defined]
     database.configure(config)
     config.pluginmanager.register(GateReport(config), "layer-gate-report")
+
+
+def _hide_gpus_unless_selected(selection: _Selection) -> None:
+    """``--devices`` without ``cuda``: hide the GPUs from this run and its xdist workers
+    (they inherit the environment), so that nothing initializes CUDA.  torch.compile
+    otherwise does, to save the CUDA RNG state: seconds per worker on a GPU machine."""
+    if selection.devices is not None and "cuda" not in selection.devices and "torch" not in sys.modules:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 class _Selection:
