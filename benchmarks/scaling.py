@@ -93,6 +93,7 @@ def lpt_makespan(durations: Sequence[float], workers: int) -> float:
 
 @dataclasses.dataclass
 class Scaling:
+    machine: str  # described before the runs (the load average then)
     serial: TimedRun
     parallel: list[TimedRun]  # -n auto per scheduler, then -n 4/8/16
 
@@ -120,6 +121,7 @@ class Scaling:
 def measure(*, quick: bool = False) -> Scaling:
     extra = [*GATE_OPTIONS, *(QUICK_OPTIONS if quick else ())]
     cores = os.cpu_count() or 1
+    machine = report.machine()
     _log("gate with -n 0 ...")
     serial = timed_gate("0", extra)
     parallel = []
@@ -131,7 +133,7 @@ def measure(*, quick: bool = False) -> Scaling:
         if workers <= cores and workers != parallel[0].workers:
             _log(f"gate with -n {workers} ...")
             parallel.append(timed_gate(str(workers), [*extra, "--dist=load"]))
-    return Scaling(serial, parallel)
+    return Scaling(machine, serial, parallel)
 
 
 def _s(seconds: float) -> str:
@@ -212,7 +214,7 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
     ]
     median_start = statistics.median(c[1] for c in worker_costs)
     median_teardown = statistics.median(c[2] for c in worker_costs)
-    machine = report.machine()
+    machine = scaling.machine
     if sys.dont_write_bytecode:
         # Seen on a GPU image: each process then compiles torch's sources again.
         machine += (
