@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import StopTest, UnsatisfiedAssumption
 
 from properties import runner
-from properties.registry import registered_properties
+from properties.runner import registered_properties
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@
     python -m benchmarks.run                  # the full run (about 5 minutes on 2 cores)
     python -m benchmarks.run --quick          # tiny counts, no gate timing: a smoke run
     python -m benchmarks.run --output FILE    # also write the Markdown to FILE
-    python -m benchmarks.run --update-readme  # also replace README.md's Performance section
+    python -m benchmarks.run --update-docs    # also replace the tables in docs/performance.md
     python -m benchmarks.run --scaling        # also how the gate scales with cores (benchmarks.scaling)
 
 1. tensors per second of the project's strategy, of the shape-only floor and
@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 
 from benchmarks import gate, generation, report, scaling
+from properties import records
 from properties.plugin import CI_EXAMPLES
 
-README = gate.ROOT / "README.md"
-START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+DOCS = gate.ROOT / "docs" / "performance.md"
+SECTION = "benchmarks"
 COMMAND = "python -m benchmarks.run"
 
 
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
     parser.add_argument(
-        "--update-readme", action="store_true", help=f"replace README.md between {START} and {END}"
+        "--update-docs", action="store_true", help=f"replace the {SECTION} section of {DOCS.relative_to(gate.ROOT)}"
     )
     args = parser.parse_args(argv)
     quick = args.quick
@@ -277,29 +278,19 @@ def build_report(args: argparse.Namespace) -> str:
     return "\n\n".join([*sections, footer]) + "\n"
 
 
-def readme_section(body: str) -> str:
+def docs_section(body: str) -> str:
     return (
-        "## Performance\n\n"
-        f"`{COMMAND}` (numpy is needed: `pip install -e \".[bench]\"`) measures, side by side in one run: "
-        "tensors per second of the project's strategy against Hypothesis' floor (drawing the shape only) and "
-        "`hypothesis.extra.numpy.arrays` + `torch.from_numpy`; what each shrinks \"some element > 5\" to; "
-        "examples per second of each property on each layer; and the gate's wall time with `-n 0` and "
-        "`-n auto`. It prints Markdown tables; `--quick` is a smoke run (tiny counts, no gate timing), "
-        "`--output FILE` also writes them to a file, `--update-readme` replaces this section. The figures "
-        "are rates and ratios measured in one run, not timed tests: compare rows of one run, not runs on "
-        "different machines. On a shared machine they move by a few percent from run to run, so a target "
+        f"`{COMMAND}` (numpy is needed: `pip install -e \".[bench]\"`) measures, side by side in one run:\n"
+        "tensors per second of the project's strategy against Hypothesis' floor (drawing the shape only)\n"
+        "and `hypothesis.extra.numpy.arrays` + `torch.from_numpy`; what each shrinks \"some element > 5\" to;\n"
+        "examples per second of each property on each layer; and the gate's wall time with `-n 0` and\n"
+        "`-n auto`. It prints Markdown tables; `--quick` is a smoke run (tiny counts, no gate timing),\n"
+        "`--output FILE` also writes them to a file, `--update-docs` replaces this section. The figures\n"
+        "are rates and ratios measured in one run, not timed tests: compare rows of one run, not runs on\n"
+        "different machines. On a shared machine they move by a few percent from run to run, so a target\n"
         "met by a small margin in one run may be missed in the next.\n\n"
         "Latest run:\n\n" + body
     )
-
-
-def update_readme(body: str, path: Path = README) -> None:
-    text = path.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{path}: markers {START} / {END} not found; add them where the section belongs.")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{readme_section(body)}{END}{tail}", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,9 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     print("# Benchmarks\n\n" + body)
     if args.output:
         args.output.write_text("# Benchmarks\n\n" + body, encoding="utf-8")
-    if args.update_readme:
-        update_readme(body)
-        _log(f"updated {README}")
+    if args.update_docs:
+        records.write_section(DOCS, SECTION, docs_section(body))
+        _log(f"updated {DOCS}")
     return 0
 
 

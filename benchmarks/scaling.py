@@ -31,9 +31,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import gate, report
+from properties import records
 
 COMMAND = "python -m benchmarks.scaling"
-START, END = "<!-- scaling:start -->", "<!-- scaling:end -->"
+SECTION = "scaling"  # its markers in the --output file: <!-- scaling:start --> ... <!-- scaling:end -->
 GATE_OPTIONS = ("--devices=cpu",)  # the same work on a GPU machine as on a CPU one
 # --quick: two cheap properties on two layers, enough tests for two workers.
 QUICK_OPTIONS = ("--properties=spec_is_usable,gradient_flow,finite_output", "--layers=CenteredLayer,MyLinear")
@@ -255,29 +256,20 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
     ) + "\n"
 
 
-def write_section(body: str, path: Path) -> None:
-    """Replace what lies between the markers in ``path`` with ``body``."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START not in text or END not in text:
-        raise SystemExit(f"{path}: markers {START} / {END} not found; add them where the figures belong.")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{body}{END}{tail}", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few tests, -n 0 and -n 2 only (smoke run)")
-    parser.add_argument("--output", type=Path, metavar="FILE", help=f"also write the report between {START} and {END} in FILE")
+    start, end = records.markers(SECTION)
+    parser.add_argument("--output", type=Path, metavar="FILE", help=f"also write the report between {start} and {end} in FILE")
     args = parser.parse_args(argv)
     if args.output and not args.output.exists():
-        parser.error(f"--output {args.output}: no such file (it must hold the markers {START} / {END})")
+        parser.error(f"--output {args.output}: no such file (it must hold the markers {start} / {end})")
     started = time.perf_counter()
     body = render(measure(quick=args.quick), quick=args.quick)
     body += f"\n*`{COMMAND}{' --quick' if args.quick else ''}` took {time.perf_counter() - started:.0f} s.*\n"
     print("## Scaling with cores\n\n" + body)
     if args.output:
-        write_section(body, args.output)
+        records.write_section(args.output, SECTION, body)
         _log(f"updated {args.output}")
     return 0
 

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, settings
 
 from properties import database, registry
 from properties.errors import SpecError
+from properties.profiles import profile_name
 from properties.report import KEY as REPORT_KEY, GateReport
 
 # -- Hypothesis profiles -------------------------------------------------------
@@ -116,8 +117,8 @@ def pytest_configure(config: pytest.Config) -> None:
             ) from None
     # pytest-xdist declares it too; without xdist the mark is inert but must be known.
     config.addinivalue_line("markers", "xdist_group(name): run under --dist loadgroup on one worker")
-    config._layer_gate_selection = _Selection.from_options(config)  # type: ignore[attr-defined]
-    _hide_gpus_unless_selected(config._layer_gate_selection)  # type: ignore[attr-defined]
+    config.stash[SELECTION] = _Selection.from_options(config)
+    _hide_gpus_unless_selected(config.stash[SELECTION])
     database.configure(config)
     config.pluginmanager.register(GateReport(config), "layer-gate-report")
 
@@ -161,6 +162,10 @@ class _Selection:
                 raise pytest.UsageError(f"{option}: {pattern!r} matches nothing; known: {', '.join(names)}.")
 
 
+# What the command line selected, kept on the config (validated once in pytest_configure).
+SELECTION = pytest.StashKey["_Selection"]()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # After collection every conftest, and so every layer, is known.
     _check_selection_names(config)
@@ -181,8 +186,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def replay_instructions(item: pytest.Item) -> str:
     """How to rerun exactly this failure."""
     options = []
-    from properties.runner import profile_name
-
     profile = profile_name()
     if profile not in ("default", "dev"):
         options.append(f"--hypothesis-profile={profile}")
@@ -218,12 +221,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def _check_selection_names(config: pytest.Config) -> None:
-    selection: _Selection = config._layer_gate_selection  # type: ignore[attr-defined]
+    selection = config.stash[SELECTION]
     # Names are looked up only when asked for: that imports the layers.
     if registry.anchors() and selection.layers is not None:
         selection.check_known("--layers", selection.layers, [s.name for s in registry.registered_layers()])
     if registry.anchors() and selection.properties is not None:
-        selection.check_known("--properties", selection.properties, [p.name for p in registry.registered_properties()])
+        from properties import runner  # lazy, for its cost alone: torch and the catalogue
+
+        selection.check_known("--properties", selection.properties, [p.name for p in runner.registered_properties()])
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -236,10 +241,10 @@ class LayerGate(pytest.Module):
     """The tests of one conftest's registered layers: one function per property."""
 
     def _getobj(self) -> types.ModuleType:
-        from properties import runner
+        from properties import runner  # lazy, for its cost alone: torch and the catalogue
 
         _configure_torch_for_worker()
-        selection: _Selection = self.config._layer_gate_selection  # type: ignore[attr-defined]
+        selection = self.config.stash[SELECTION]
         runner.select(
             dtypes=None if selection.dtypes is None else [_dtype(d) for d in selection.dtypes],
             devices=selection.devices,
@@ -248,7 +253,7 @@ class LayerGate(pytest.Module):
             specs = registry.registered_layers(self.path.resolve())
         except SpecError as error:
             raise self.CollectError(str(error)) from None
-        props = registry.registered_properties()
+        props = runner.registered_properties()
         specs = [s for s in specs if selection.matches(s.name, selection.layers)]
         module = types.ModuleType(f"layer_gate[{self.path}]")
         module.__file__ = str(self.path)
@@ -269,7 +274,7 @@ class LayerGate(pytest.Module):
 
 def _property_test(prop: Any, params: list[Any]) -> Any:
     """``test_<property>(layer)``: a Hypothesis test parametrized over the layers."""
-    from properties.runner import property_test, scaled_settings
+    from properties.runner import property_test, scaled_settings  # lazy, for its cost alone (torch)
 
     test = property_test(prop, settings=scaled_settings(prop) if prop.examples_scale != 1.0 else None)
     test._layer_property = prop.name  # type: ignore[attr-defined]  (read by the report)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from properties.domains import ALL_REGIMES, ValueDomain
 from properties.errors import SpecError
 
 __all__ = [
@@ -34,10 +35,6 @@ __all__ = [
 _layers: dict[str, tuple[Any, Path | None]] = {}
 _pending: list[tuple[str, Path | None]] = []  # import paths not yet imported, and their conftest
 _properties: dict[str, "LayerProperty"] = {}
-
-# The value regimes of ``properties.strategies.tensors``.
-ALL_REGIMES = ("zeros", "constant", "ordinary", "tiny", "huge", "mixed")
-
 
 def register(*specs: Any) -> None:
     """Register layer specs with the gate.
@@ -66,6 +63,8 @@ def register(*specs: Any) -> None:
 
 
 def _register_spec(spec: Any, anchor: Path | None, source: str | None = None) -> None:
+    # Imported here, not at the top, for its cost alone (no cycle: properties.spec
+    # imports only errors): it imports torch, which the plugin must not.
     from properties.spec import LayerSpec
 
     if not isinstance(spec, LayerSpec):
@@ -190,8 +189,6 @@ def layer_property(
     Its docstring's first line is its description.  ``regimes``,
     ``max_splices``, ``limit`` and ``sparse`` make its ``ValueDomain``.
     """
-    from properties.strategies import ValueDomain
-
     requires = tuple(requires)
     try:
         values = ValueDomain(tuple(regimes), max_splices, limit, sparse)
@@ -202,7 +199,7 @@ def layer_property(
 
     def decorate(check: Callable[[Any], None]) -> Callable[[Any], None]:
         name = check.__name__
-        from properties.spec import LayerSpec
+        from properties.spec import LayerSpec  # for its cost alone (torch), as in _register_spec
 
         fields = {f.name for f in dataclasses.fields(LayerSpec)}
         unknown_facts = [r for r in requires if r not in fields]
@@ -228,7 +225,12 @@ def layer_property(
 
 
 def registered_properties() -> list[LayerProperty]:
-    """Every registered property, built-in catalogue first."""
-    import properties.catalogue  # noqa: F401  (registers the built-in properties)
+    """Every property registered so far, in registration order.
 
+    The built-in catalogue registers itself when imported, and
+    ``properties.runner`` (which runs properties) imports it: use
+    ``properties.registered_properties`` (or ``runner.registered_properties``)
+    for the full list.  The registry does not import the catalogue itself:
+    the catalogue imports the registry.
+    """
     return list(_properties.values())

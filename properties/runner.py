@@ -1,7 +1,11 @@
 """Running one property on one layer: draw an example, call the check.
 
 Shared by the pytest plugin (one test per property x layer) and by
-``check_layer`` for programmatic use and the framework's self-tests.
+``check_layer`` for programmatic use and the framework's self-tests.  This is
+the module that runs properties, so it imports the built-in catalogue (which
+registers them); ``registered_properties`` from here lists it and whatever
+else has been registered.  ``spec_call`` and ``profile_name`` are re-exported
+from ``properties.spec`` and ``properties.profiles``.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from typing import Any
 import torch
 from hypothesis import given, settings as Settings, strategies as st
 
+import properties.catalogue  # noqa: F401  (importing it registers the built-in properties)
+from properties.cases import LayerCase, seeded
 from properties.errors import SpecError
+from properties.profiles import profile_name
 from properties.registry import LayerProperty, registered_properties
-from properties.spec import LayerSpec
-from properties.strategies import LayerCase, available_devices, layer_cases, seeded
+from properties.spec import LayerSpec, spec_call
+from properties.strategies import available_devices, layer_cases
 
 __all__ = [
     "GlobalState",
@@ -23,6 +30,7 @@ __all__ = [
     "check_property_once",
     "profile_name",
     "property_test",
+    "registered_properties",
     "scaled_settings",
     "select",
     "spec_call",
@@ -39,19 +47,6 @@ def select(*, dtypes: Sequence[torch.dtype] | None = None, devices: Sequence[str
     _selected["devices"] = None if devices is None else tuple(devices)
 
 
-def spec_call(spec: LayerSpec, field: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call something the spec provided; its exceptions become a SpecError naming the field."""
-    try:
-        return function(*args, **kwargs)
-    except SpecError:
-        raise
-    except Exception as error:
-        raise SpecError(
-            f"LayerSpec {spec.name!r}, field {field!r} raised {type(error).__name__}: {error}. "
-            "This is a problem with the spec, not a verdict on the layer: fix the field."
-        ) from error
-
-
 def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCase]:
     """The examples ``prop`` runs on ``spec``, within what this run selected."""
     only_dtypes = _selected["dtypes"]
@@ -63,12 +58,6 @@ def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCa
         only_devices=_selected["devices"],
         values=prop.values,
     )
-
-
-def profile_name() -> str:
-    """The loaded Hypothesis profile, without the suffixes of profiles derived from it
-    (``nightly-with-example-db`` is ``nightly``)."""
-    return Settings.get_current_profile_name().split("-with-")[0]
 
 
 def why_not_run(prop: LayerProperty, spec: LayerSpec) -> str | None:

@@ -18,7 +18,7 @@ from hypothesis.strategies import SearchStrategy
 
 from properties.errors import SpecError
 
-__all__ = ["LayerSpec", "FLOAT_DTYPES", "DEVICES"]
+__all__ = ["LayerSpec", "FLOAT_DTYPES", "DEVICES", "spec_call"]
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 DEVICES = ("cpu", "cuda", "mps")
@@ -209,6 +209,19 @@ class LayerSpec:
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))  # Hypothesis' failure report: the name, not every field
+
+
+def spec_call(spec: LayerSpec, field: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call something the spec provided; its exceptions become a SpecError naming the field."""
+    try:
+        return function(*args, **kwargs)
+    except SpecError:
+        raise
+    except Exception as error:
+        raise SpecError(
+            f"LayerSpec {spec.name!r}, field {field!r} raised {type(error).__name__}: {error}. "
+            "This is a problem with the spec, not a verdict on the layer: fix the field."
+        ) from error
 
 
 def _is_shape(value: object) -> bool:

@@ -38,8 +38,10 @@ def test_quick_benchmark_prints_the_tables(tmp_path):
 
 @pytest.mark.slow
 def test_quick_scaling_report_projects_and_writes_between_the_markers(tmp_path):
-    from benchmarks.scaling import END, START
+    from benchmarks.scaling import SECTION
+    from properties.records import markers
 
+    START, END = markers(SECTION)
     output = tmp_path / "scaling.md"
     output.write_text(f"# Scaling\n\nintro\n\n{START}\nold figures\n{END}\n\nafter\n", encoding="utf-8")
     done = run_module("benchmarks.scaling", "--quick", "--output", str(output), timeout=300)

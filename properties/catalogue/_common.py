@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from properties import tolerances
+from properties.cases import LayerCase
 from properties.errors import SpecError
-from properties.runner import spec_call
-from properties.strategies import LayerCase
+from properties.spec import spec_call
 
 
 def reference(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tolerances.Bounded:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from hypothesis import event, strategies as st
 
+from properties.cases import LayerCase
 from properties.catalogue._common import assert_identical, assert_same_computation, forward, reference
 from properties.registry import layer_property
-from properties.strategies import LayerCase
 
 
 @layer_property(family="robustness")

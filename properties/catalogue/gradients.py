@@ -10,8 +10,8 @@ from hypothesis import event
 from torch.autograd.gradcheck import GradcheckError
 from torch.func import functional_call
 
+from properties.cases import LayerCase
 from properties.registry import layer_property
-from properties.strategies import LayerCase
 
 # Where finite differences are meaningful: gradcheck steps by 1e-6 and
 # allows an error of 1e-5 + 1e-3 * |gradient|; the rounding error of a

@@ -6,10 +6,10 @@ import torch
 from hypothesis import event, strategies as st
 
 from properties import tolerances
+from properties.cases import LayerCase
 from properties.catalogue._common import assert_same_computation, forward, reference
 from properties.registry import layer_property
-from properties.runner import spec_call
-from properties.strategies import LayerCase
+from properties.spec import spec_call
 
 
 @layer_property(family="equivalence", requires=("reference",))

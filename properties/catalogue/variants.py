@@ -16,10 +16,10 @@ import warnings
 import pytest
 import torch
 
+from properties.cases import LayerCase
 from properties.catalogue._common import assert_same_computation, forward, reference
+from properties.profiles import profile_name
 from properties.registry import layer_property
-from properties.runner import profile_name
-from properties.strategies import LayerCase
 
 _VARIANT = dict(family="variants", requires=("reference",), examples_scale=0.1)
 
