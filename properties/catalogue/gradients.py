@@ -72,8 +72,17 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
     try:
         torch.autograd.gradcheck(function, leaves, fast_mode=True)
     except GradcheckError as error:
+        culprit = _culprit(error, labels)
+        unreached = [label for label in culprit.split(", ") if not _reaches(function, leaves, labels.index(label))]
+        if unreached:
+            what = ", ".join(unreached)
+            raise AssertionError(
+                f"{case.spec.name}: autograd says the output does not depend on {what} (no gradient "
+                f"reaches it), but changing {what} changes the output (finite differences): forward "
+                f"reads {what} outside autograd (.data, .detach(), .item() or a new tensor)"
+            ) from None
         raise AssertionError(
-            f"{case.spec.name}: the gradient with respect to {_culprit(error, labels)} disagrees with finite "
+            f"{case.spec.name}: the gradient with respect to {culprit} disagrees with finite "
             f"differences (a detached or mis-derived part of forward?): {_summary(error)}"
         ) from None
 
@@ -111,6 +120,14 @@ def _as_function_of_leaves(case: LayerCase) -> tuple[Callable[..., torch.Tensor]
 
     leaves = tuple(t.detach().clone().requires_grad_(True) for t in (x, *trainable.values()))
     return function, leaves, ["input", *names]
+
+
+def _reaches(function: Callable[..., torch.Tensor], leaves: tuple[torch.Tensor, ...], i: int) -> bool:
+    """Whether autograd connects the output to ``leaves[i]`` (a gradient path exists)."""
+    out = function(*leaves)
+    if not out.requires_grad:
+        return False
+    return torch.autograd.grad(out, leaves[i], torch.ones_like(out), allow_unused=True)[0] is not None
 
 
 def _culprit(error: Exception, labels: list[str]) -> str:
