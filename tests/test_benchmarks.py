@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.scaling import SECTION, lpt_makespan
+from properties.records import markers
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,9 +41,6 @@ def test_quick_benchmark_prints_the_tables(tmp_path):
 
 @pytest.mark.slow
 def test_quick_scaling_report_projects_and_writes_between_the_markers(tmp_path):
-    from benchmarks.scaling import SECTION
-    from properties.records import markers
-
     START, END = markers(SECTION)
     output = tmp_path / "scaling.md"
     output.write_text(f"# Scaling\n\nintro\n\n{START}\nold figures\n{END}\n\nafter\n", encoding="utf-8")
@@ -56,8 +56,6 @@ def test_quick_scaling_report_projects_and_writes_between_the_markers(tmp_path):
 
 
 def test_lpt_schedule_of_durations():
-    from benchmarks.scaling import lpt_makespan
-
     assert lpt_makespan([3.0, 3.0, 2.0, 2.0, 2.0], 2) == 7.0  # LPT's classic 7/6 case: the optimum is 6
     assert lpt_makespan([5.0, 1.0, 1.0], 4) == 5.0  # the longest test is the floor
     assert lpt_makespan([1.0] * 8, 1) == 8.0
