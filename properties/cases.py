@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -77,8 +78,28 @@ class LayerCase:
 
     def construct(self, **factory_kwargs: Any) -> torch.nn.Module:
         """Call the spec's constructor with the drawn arguments, RNG seeded from the draw."""
+
+        def refused(names: list[str]) -> SpecError:
+            return SpecError(
+                f"LayerSpec {self.spec.name!r}, field 'factory_kwargs': {_callable_name(self.spec.module)} takes no "
+                f"{'/'.join(f'{name}=' for name in names)} argument, and factory_kwargs=True (the default) passes it. "
+                "Set factory_kwargs=False (the gate then builds the layer and moves it with .to()), "
+                "or give the constructor device= and dtype= arguments."
+            )
+
+        unknown = [name for name in factory_kwargs if not _accepts_keyword(self.spec.module, name)]
+        if unknown:
+            raise refused(unknown)
         with seeded(self.module_seed):
-            module = spec_call(self.spec, "module", self.spec.module, **self.constructor_args, **factory_kwargs)
+            try:
+                module = spec_call(self.spec, "module", self.spec.module, **self.constructor_args, **factory_kwargs)
+            except SpecError as error:
+                # A constructor that hands **kwargs on (to nn.Module.__init__, say) refuses them there.
+                cause = error.__cause__
+                named = [n for n in factory_kwargs if isinstance(cause, TypeError) and f"argument '{n}'" in str(cause)]
+                if named:
+                    raise refused(named) from cause
+                raise
         if not isinstance(module, torch.nn.Module):
             raise SpecError(
                 f"LayerSpec {self.spec.name!r}, field 'module': calling it returned {type(module).__name__}, "
@@ -99,3 +120,16 @@ class LayerCase:
             f"LayerCase({self.spec.name}, constructor_args={dict(self.constructor_args)!r}, "
             f"input={self.input_recipe!r}, module_seed={self.module_seed})"
         )
+
+
+def _accepts_keyword(function: Any, name: str) -> bool:
+    """Whether ``function(..., name=...)`` binds (True when its signature cannot be read)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind is not p.POSITIONAL_ONLY) for p in parameters)
+
+
+def _callable_name(function: Any) -> str:
+    return getattr(function, "__qualname__", None) or repr(function)

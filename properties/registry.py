@@ -35,6 +35,9 @@ __all__ = [
 _layers: dict[str, tuple[Any, Path | None]] = {}
 _pending: list[tuple[str, Path | None]] = []  # import paths not yet imported, and their conftest
 _properties: dict[str, "LayerProperty"] = {}
+# The line of the register() call of each layer (by name) and import path, in its conftest.
+_lines: dict[str, int | None] = {}
+_pending_lines: dict[str, int | None] = {}
 
 def register(*specs: Any) -> None:
     """Register layer specs with the gate.
@@ -47,7 +50,7 @@ def register(*specs: Any) -> None:
     from the same file (pytest may import a conftest twice) is harmless; a
     different spec under a taken name is an error.
     """
-    anchor = _calling_conftest()
+    anchor, line = _calling_conftest()
     for spec in specs:
         if isinstance(spec, str):
             module, _, name = spec.partition(":")
@@ -58,8 +61,10 @@ def register(*specs: Any) -> None:
                 )
             if (spec, anchor) not in _pending:
                 _pending.append((spec, anchor))
+                _pending_lines[spec] = line
         else:
             _register_spec(spec, anchor)
+            _lines[spec.name] = line
 
 
 def _register_spec(spec: Any, anchor: Path | None, source: str | None = None) -> None:
@@ -100,6 +105,7 @@ def _import_pending() -> None:
         del _pending[0]
         for spec in value if isinstance(value, (list, tuple)) else [value]:
             _register_spec(spec, anchor, path)
+            _lines[spec.name] = _pending_lines.get(path)
 
 
 def unregister(*names: str) -> None:
@@ -122,14 +128,21 @@ def anchors() -> set[Path]:
     return {where for _, where in (*_layers.values(), *_pending) if where is not None}
 
 
-def _calling_conftest() -> Path | None:
+def registered_at(name: str) -> tuple[Path, int] | None:
+    """The conftest and the (0-based) line that registered layer ``name``, if known."""
+    anchor = _layers[name][1] if name in _layers else None
+    line = _lines.get(name)
+    return None if anchor is None or line is None else (anchor, line - 1)
+
+
+def _calling_conftest() -> tuple[Path | None, int | None]:
     frame = sys._getframe(2)
     while frame is not None:
         filename = Path(frame.f_code.co_filename)
         if filename.name == "conftest.py":
-            return filename.resolve()
+            return filename.resolve(), frame.f_lineno
         frame = frame.f_back
-    return None
+    return None, None
 
 
 @dataclasses.dataclass(frozen=True)

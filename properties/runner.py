@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from hypothesis import given, settings as Settings, strategies as st
+from hypothesis import HealthCheck, Phase, find, given, settings as Settings, strategies as st
 
 import properties.catalogue  # noqa: F401  (importing it registers the built-in properties)
 from properties.cases import LayerCase, seeded
@@ -34,8 +34,12 @@ __all__ = [
     "scaled_settings",
     "select",
     "spec_call",
+    "spec_problem",
     "why_not_run",
 ]
+
+# The property that checks the spec itself (see spec_problem).
+SPEC_CHECK = "spec_is_usable"
 
 # What the run selected (``--dtypes``/``--devices``); None means everything.
 _selected: dict[str, tuple[Any, ...] | None] = {"dtypes": None, "devices": None}
@@ -87,6 +91,33 @@ def _names(dtypes: Sequence[torch.dtype] | None) -> str:
     return "all dtypes" if dtypes is None else ", ".join(str(d).removeprefix("torch.") for d in dtypes)
 
 
+def spec_problem(spec: LayerSpec) -> SpecError | None:
+    """The SpecError ``spec_is_usable`` raises on the spec's simplest example, or None.
+
+    Cheap (one example, found without running the catalogue): the plugin calls
+    it once per layer at collection.  Other exceptions are not the spec's
+    problem; the properties report them.
+    """
+    prop = next(p for p in registered_properties() if p.name == SPEC_CHECK)
+    if why_not_run(prop, spec):
+        return None
+    simplest = Settings(
+        database=None, max_examples=10, phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck)
+    )
+    before = GlobalState.capture()
+    try:
+        case = find(cases_for(prop, spec), lambda _: True, settings=simplest)
+        with seeded(case.module_seed + 2):
+            prop.check(case)
+    except SpecError as error:
+        return error
+    except Exception:
+        return None
+    finally:
+        before.restore_and_diff()
+    return None
+
+
 def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObject) -> None:
     """Draw one example of ``spec`` for ``prop`` and check it, isolating torch's global state.
 
@@ -135,6 +166,9 @@ class GlobalState:
         self.deterministic_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         self.threads = torch.get_num_threads()
         self.anomaly = torch.is_anomaly_enabled()
+        # TF32 on CUDA changes float32 products' rounding (and their bounds).
+        self.matmul_precision = torch.get_float32_matmul_precision()
+        self.cudnn_tf32 = torch.backends.cudnn.allow_tf32
 
     capture = classmethod(lambda cls: cls())
 
@@ -156,6 +190,8 @@ class GlobalState:
             ),
             ("threads", "thread count", lambda: torch.set_num_threads(self.threads)),
             ("anomaly", "anomaly detection", lambda: torch.autograd.set_detect_anomaly(self.anomaly)),
+            ("matmul_precision", "float32 matmul precision", lambda: torch.set_float32_matmul_precision(self.matmul_precision)),
+            ("cudnn_tf32", "cuDNN TF32", lambda: setattr(torch.backends.cudnn, "allow_tf32", self.cudnn_tf32)),
         ):
             if getattr(now, field) != getattr(self, field):
                 changed.append(f"{label} {getattr(self, field)} -> {getattr(now, field)}")

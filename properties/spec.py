@@ -85,6 +85,11 @@ class LayerSpec:
         ``{name: distribution}`` (see ``properties.distributions``): what the
         constructor draws each parameter from; a function of the constructor
         arguments where the distribution depends on them.
+    ``accumulation``
+        Where the layer accumulates sums and evaluates functions: ``"torch"``
+        (float16/bfloat16 in float32, as torch's own kernels) or
+        ``"working"`` (in the working dtype itself, a looser bound); the
+        reference is evaluated under ``tolerances.accumulating(accumulation)``.
     """
 
     name: str
@@ -112,6 +117,7 @@ class LayerSpec:
     output_event_shape: tuple[int, ...] | Callable[[Mapping[str, Any]], tuple[int, ...]] | None = None
     relu_of: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None
     parameter_init: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    accumulation: str = "torch"
 
     def __post_init__(self) -> None:
         def bad(field: str, problem: str, fix: str) -> SpecError:
@@ -166,6 +172,13 @@ class LayerSpec:
             isinstance(k, str) and callable(v) for k, v in self.equivalents.items()
         ):
             raise bad("equivalents", "is not a dict of name -> function", "Pass {'name': make_twin_from(module)}.")
+        if self.accumulation not in ("torch", "working"):
+            raise bad(
+                "accumulation",
+                f"{self.accumulation!r} is not 'torch' or 'working'",
+                "Leave it out (float16/bfloat16 accumulate in float32, as torch does), "
+                "or pass 'working' for a layer that accumulates in its own dtype.",
+            )
 
     # -- derived facts -------------------------------------------------------
 

@@ -82,6 +82,14 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
         try:
             torch.autograd.gradcheck(of_one, (leaf,), fast_mode=True)
         except GradcheckError as error:
+            if "expected to be zero" in str(error):
+                # gradcheck's words for: autograd reports no dependence on the
+                # leaf (no gradient path), finite differences find one.
+                raise AssertionError(
+                    f"{case.spec.name}: autograd says the output does not depend on {label} (no gradient "
+                    f"reaches it), but changing {label} changes the output (finite differences): forward "
+                    f"reads {label} outside autograd (.data, .detach(), .item() or a new tensor)"
+                ) from None
             raise AssertionError(
                 f"{case.spec.name}: the gradient with respect to {label} disagrees with finite differences "
                 f"(a detached or mis-derived part of forward?): {_summary(error)}"

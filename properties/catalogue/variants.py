@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from properties.cases import LayerCase
-from properties.catalogue._common import assert_same_computation, forward, reference
+from properties.catalogue._common import assert_same_computation, exact_output, forward
 from properties.profiles import profile_name
 from properties.registry import layer_property
 
-_VARIANT = dict(family="variants", requires=("reference",), examples_scale=0.1)
+_VARIANT = dict(family="variants", examples_scale=0.1)
 
 
 def compile_backend() -> str:
@@ -39,7 +39,7 @@ def _compare(case: LayerCase, module: torch.nn.Module, variant: torch.nn.Module,
         # Eager mode ran this input; the variant's own machinery did not (seen:
         # TorchScript's CUDA fuser failing to compile a kernel with nvrtc).
         _cannot(case, what, error)
-    expected = reference(case, module, x)
+    expected = exact_output(case, module, x)
     assert_same_computation(transformed, eager, expected, what=f"{case.spec.name}: {what} vs eager")
 
 
