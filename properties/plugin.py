@@ -354,7 +354,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if session.config.getoption("replay") is not None:
             raise pytest.UsageError("--replay runs one test in one process: leave out -n/--dist.")
         _check_selection_names(session.config)
-        _check_something_runs(session.config)
+        _check_devices_present(session.config)
 
 
 @pytest.hookimpl(trylast=True)
@@ -407,6 +407,22 @@ def _check_something_runs(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"{options}: nothing to check, every test would be skipped ({len(reasons)} of {len(reasons)}); "
             f"for example: {reasons[0]}. Change {' or '.join(given)}."
+        )
+
+
+def _check_devices_present(config: pytest.Config) -> None:
+    """The controller's part of ``_check_something_runs``: --devices naming no
+    device this machine has.  It needs torch but not the layers, which the
+    controller does not import (the workers check the rest)."""
+    devices = config.stash[SELECTION].devices
+    if devices is None or not registry.anchors():
+        return
+    from properties.strategies import available_devices
+
+    present = list(available_devices())
+    if not any(d in present for d in devices):
+        raise pytest.UsageError(
+            f"--devices={','.join(devices)}: nothing to check, this machine has {present}. Change --devices."
         )
 
 
