@@ -157,7 +157,9 @@ class LayerProperty:
     ``extra`` is a
     strategy for one more value the check receives as its second argument.
     ``examples_scale`` scales the profile's example count for expensive
-    checks (compilation), keeping at least 2.
+    checks (compilation), keeping at least 2.  ``warm_up`` names a costly
+    process-wide first use the check pays (``"torch.compile"``): its tests form
+    one xdist group, so that ``--dist loadgroup`` pays it on one worker only.
     """
 
     name: str
@@ -168,6 +170,7 @@ class LayerProperty:
     values: Any = None  # properties.strategies.ValueDomain
     extra: Any = None
     examples_scale: float = 1.0
+    warm_up: str | None = None
     description: str = ""
 
     def not_applicable_because(self, spec: Any) -> str | None:
@@ -192,6 +195,7 @@ def layer_property(
     sparse: bool = True,
     extra: Any = None,
     examples_scale: float = 1.0,
+    warm_up: str | None = None,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Register ``check(case)`` (``check(case, extra)`` with ``extra=``) as a property.
 
@@ -225,6 +229,7 @@ def layer_property(
             values=values,
             extra=extra,
             examples_scale=examples_scale,
+            warm_up=warm_up,
             description=(check.__doc__ or "").strip().split("\n")[0],
         )
         return check
