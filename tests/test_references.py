@@ -150,8 +150,8 @@ SETTINGS = settings(settings.default, database=None)
 # Left out, with the reason (outside the tolerances): torch's CPU flash-attention
 # kernel has no double backward ("derivative for
 # aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented"),
-# so gradgradcheck inside gradients_match_finite_differences crashes.
-EXCLUDED = {("scaled_dot_product_attention", "gradients_match_finite_differences")}
+# so gradgradcheck inside second_derivatives_match_finite_differences crashes.
+EXCLUDED = {("scaled_dot_product_attention", "second_derivatives_match_finite_differences")}
 
 
 def _applicable(spec: LayerSpec) -> list[str]:
