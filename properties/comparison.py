@@ -26,7 +26,8 @@ working dtype in a random direction (the larger of two draws): the size of the
 rounding any backward-stable kernel commits, propagated through the layer's
 own conditioning.  It is what keeps cancellation (an output near zero made of
 large terms) from raising false alarms, which a bound relative to ``|exact|``
-alone would.
+alone would.  On CUDA in float32 with TF32 allowed, the
+ulp is TF32's (``rounding_step``).
 
 What this guarantees: a variant is at most a few times less accurate than the
 canonical computation, plus a few ulps of the working dtype at the scale of
@@ -52,7 +53,16 @@ import torch
 
 from properties import tolerances
 
-__all__ = ["AGREEMENT_FACTOR", "ULPS", "Float64Twin", "agreement_bound", "fits", "float64_twin", "sum_of_bounds"]
+__all__ = [
+    "AGREEMENT_FACTOR",
+    "ULPS",
+    "Float64Twin",
+    "agreement_bound",
+    "fits",
+    "float64_twin",
+    "rounding_step",
+    "sum_of_bounds",
+]
 
 # K: a variant may be this many times as far from the exact value as the
 # canonical computation (per element, plus its RMS over the output).  Two
@@ -81,12 +91,31 @@ class Float64Twin:
 
     ``value``: the float64 twin's output (CPU, float64).  ``sensitivity``: how
     far that output moves when every input and floating parameter moves by one
-    ulp of ``dtype``.  ``dtype``: the working dtype of the computations it judges.
+    ulp (``eps``, relative).  ``dtype``: the working dtype of the computations
+    it judges; ``eps``: one ulp at 1.0 of what they round to (``rounding_step``).
     """
 
     value: torch.Tensor
     sensitivity: torch.Tensor
     dtype: torch.dtype
+    eps: float
+
+
+def rounding_step(dtype: torch.dtype, device: str) -> float:
+    """One ulp at 1.0 of what a computation in ``dtype`` on ``device`` rounds to.
+
+    The dtype's epsilon, except float32 on CUDA where torch allows reduced-precision
+    products: TF32 (10-bit mantissa, 2**-10) for cuDNN convolutions when
+    ``torch.backends.cudnn.allow_tf32`` (on by default) or for matmuls at
+    ``torch.get_float32_matmul_precision() == "high"``, bfloat16's 2**-7 at "medium".
+    """
+    eps = torch.finfo(dtype).eps
+    if device == "cuda" and dtype == torch.float32:
+        reduced = {"high": 2.0**-10, "medium": 2.0**-7}.get(torch.get_float32_matmul_precision(), 0.0)
+        if torch.backends.cudnn.allow_tf32:
+            reduced = max(reduced, 2.0**-10)
+        eps = max(eps, reduced)
+    return eps
 
 
 def float64_twin(
@@ -104,7 +133,8 @@ def float64_twin(
     """
     twin = copy.deepcopy(module).to(device="cpu", dtype=torch.float64)
     x64 = x.detach().to(device="cpu", dtype=torch.float64)
-    eps = torch.finfo(x.dtype).eps  # one ulp at 1.0: 1 + eps is representable in every dtype, 1 + eps/2 is not
+    # One ulp at 1.0: 1 + eps is representable in float64 for every working dtype's eps.
+    eps = rounding_step(x.dtype, x.device.type)
     with torch.no_grad():
         value = run(twin, x64).to(torch.float64)
         floats = [t for t in (*twin.parameters(), *twin.buffers()) if t.is_floating_point()]
@@ -116,7 +146,7 @@ def float64_twin(
                 held.copy_(original * (1 + eps * _signs(original, generator)))
             moved = run(twin, x64 * (1 + eps * _signs(x64, generator))).to(torch.float64)
             sensitivity = torch.maximum(sensitivity, (moved - value).abs())
-    return Float64Twin(value, sensitivity, x.dtype)
+    return Float64Twin(value, sensitivity, x.dtype, eps)
 
 
 def _signs(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -143,11 +173,11 @@ def agreement_bound(canonical: torch.Tensor, twin: Float64Twin) -> tolerances.Bo
     error = (got - exact).abs()
     claimed = exact.isfinite() & got.isfinite() & sensitivity.isfinite()
     rms = _rms(error[claimed])
-    allowed = AGREEMENT_FACTOR * (error + rms) + ULPS * (sensitivity + info.eps * exact.abs() + info.tiny)
+    allowed = AGREEMENT_FACTOR * (error + rms) + ULPS * (sensitivity + twin.eps * exact.abs() + info.tiny)
     # Beyond the dtype's range a variant may overflow where the canonical
     # computation did not (another order of the same partial sums).
     claimed &= exact.abs() + allowed <= info.max
-    claimed &= sensitivity / info.eps <= info.max
+    claimed &= sensitivity / twin.eps <= info.max
     both_nan = exact.isnan() & got.isnan()
     allowed = torch.where(claimed, allowed, torch.zeros_like(allowed))
     # assert_within_bound allows SLACK times the error it is given.
@@ -183,5 +213,5 @@ def fits(twin: Float64Twin) -> torch.Tensor:
     without an error analysis (see ``finite_output``).
     """
     info = torch.finfo(twin.dtype)
-    margin = ULPS * (twin.sensitivity + info.eps * twin.value.abs())
+    margin = ULPS * (twin.sensitivity + twin.eps * twin.value.abs())
     return twin.value.isfinite() & twin.sensitivity.isfinite() & (twin.value.abs() + margin <= info.max)

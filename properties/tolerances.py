@@ -44,6 +44,7 @@ import contextlib
 import contextvars
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -89,6 +90,7 @@ __all__ = [
     "relu",
     "rms_norm",
     "rsqrt",
+    "scaled_dot_product_attention",
     "sigmoid",
     "silu",
     "softmax",
@@ -669,7 +671,9 @@ def var(a: Bounded, dim: int | Sequence[int] | None = None, *, correction: int =
         _note(f"bound: no claim for a variance over {n} element(s) with correction {correction}")
         value = _reduce(a.value, "sum", dims, keepdim) * math.nan
         return Bounded(value, torch.full_like(value, math.inf), torch.zeros_like(value, dtype=torch.bool), a.dtype, a.device)
-    value = a.value.var(dims, correction=correction, keepdim=keepdim) if a.value.dim() else a.value * math.nan
+    with warnings.catch_warnings():  # an empty batch: torch warns about the 0/0 count, the result is empty
+        warnings.simplefilter("ignore", UserWarning)
+        value = a.value.var(dims, correction=correction, keepdim=keepdim) if a.value.dim() else a.value * math.nan
     centre = a.value.mean(dims, keepdim=True)
     magnitude = _reduce((a.value.abs() + centre.abs()) ** 2, "sum", dims, keepdim)
     inherited = _reduce(2 * (a.value - centre).abs() * a.error + a.error**2, "sum", dims, keepdim)
@@ -827,6 +831,26 @@ def matmul(a: Bounded, b: Bounded) -> Bounded:
     # to the working dtype before using it, so it must fit there too.
     representable = (bad == 0) & _fits(magnitude, error, a.dtype)
     return _accumulated(a.value @ b.value, error, representable, magnitude, a.dtype, device)
+
+
+def scaled_dot_product_attention(query: Bounded, key: Bounded, value: Bounded, scale: float | None = None) -> Bounded:
+    """``F.scaled_dot_product_attention(query, key, value)`` (no mask, no dropout).
+
+    ``softmax(query @ key.mT * scale) @ value`` composed from the operations
+    above, plus what torch's kernels do differently: the math backend scales
+    query and key by ``sqrt(scale)`` each (two more roundings of
+    ``|q| @ |k|.mT * scale``); flash kernels accumulate ``exp(s - max) @ value``
+    and divide by the sum last, so those partial sums must fit too (else no claim).
+    """
+    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = query @ key.mT * scale
+    compute = _compute_dtype(query.dtype)
+    rescaled = 2 * unit_roundoff(compute) * (query.value.abs() @ key.value.abs().mT) * scale
+    scores = dataclasses.replace(scores, error=scores.error + rescaled)
+    out = softmax(scores, -1) @ value
+    weights = (scores.value - scores.value.amax(-1, keepdim=True)).exp() if scores.value.numel() else scores.value
+    unnormalized = weights @ value.value.abs()
+    return dataclasses.replace(out, representable=out.representable & (unnormalized <= torch.finfo(query.dtype).max))
 
 
 def einsum(equation: str, *operands: Bounded) -> Bounded:

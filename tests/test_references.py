@@ -7,8 +7,6 @@ most six lines.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -141,7 +139,7 @@ SPECS = [
         input_event_shape=lambda a: (a["length"], a["features"]),
         batch_dims=(0, 2),
         per_sample=True,
-        reference=lambda m, x: tol.softmax(x @ x.mT * (1 / math.sqrt(x.shape[-1])), -1) @ x,
+        reference=lambda m, x: tol.scaled_dot_product_attention(x, x, x),
     ),
 ]
 
@@ -152,8 +150,8 @@ SETTINGS = settings(settings.default, database=None)
 # Left out, with the reason (outside the tolerances): torch's CPU flash-attention
 # kernel has no double backward ("derivative for
 # aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented"),
-# so gradgradcheck inside gradients_match_finite_differences crashes.
-EXCLUDED = {("scaled_dot_product_attention", "gradients_match_finite_differences")}
+# so gradgradcheck inside second_derivatives_match_finite_differences crashes.
+EXCLUDED = {("scaled_dot_product_attention", "second_derivatives_match_finite_differences")}
 
 
 def _applicable(spec: LayerSpec) -> list[str]:
@@ -174,3 +172,29 @@ def test_the_references_are_short():
     for spec in SPECS:
         lines = inspect.getsource(spec.reference).strip().splitlines()
         assert len(lines) <= 6, f"{spec.name}: the reference takes {len(lines)} lines"
+
+
+def test_the_documented_references_run_and_hold():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "references.md").read_text(encoding="utf-8")
+    section = re.split(r"^## ", text, flags=re.M)
+    (block,) = re.findall(r"^```python\n(.*?)^```", next(s for s in section if s.startswith("Write a reference")), flags=re.M | re.S)
+    namespace: dict = {}
+    exec(block, namespace)
+    for definition in re.split(r"\n(?=def )", block)[1:]:
+        assert len(definition.strip().splitlines()) <= 5, definition
+    x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0))
+    layer_norm = nn.LayerNorm(8)
+    for reference, module in [
+        (namespace["layer_norm_reference"], layer_norm),
+        (namespace["softmax_reference"], nn.Softmax(dim=-1)),
+        (namespace["gelu_reference"], nn.GELU(approximate="tanh")),
+        (namespace["attention_reference"], SelfAttention()),
+    ]:
+        with torch.no_grad():
+            tol.assert_within_bound(module(x), reference(module, Ex(x)))
+        with pytest.raises(tol.ToleranceExceeded):
+            tol.assert_within_bound(module(x) + 1e-3, reference(module, Ex(x)))
+

@@ -174,6 +174,14 @@ OPERATIONS = [
         ),
         sharp=(0.0, 0.0),
     ),
+    Operation(
+        "scaled_dot_product_attention",
+        lambda x, y: (
+            F.scaled_dot_product_attention(x[None], y[None], x[None]),
+            tol.scaled_dot_product_attention(Ex(x)[None], Ex(y)[None], Ex(x)[None]),
+        ),
+        sharp=(2500.0, 16.0),
+    ),
     Operation("cast_from_float64", lambda x, y: _cast(x), sharp=(2.0, 2.0)),
 ]
 
@@ -244,7 +252,7 @@ def test_every_public_operation_is_tested():
     covered = {"exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "gelu", "silu", "softplus", "sqrt",
                "rsqrt", "reciprocal", "abs", "relu", "clamp", "pow", "add", "subtract", "multiply", "divide",
                "where", "sum", "mean", "var", "std", "amax", "amin", "logsumexp", "softmax", "log_softmax",
-               "layer_norm", "rms_norm", "matmul", "einsum", "linear", "conv1d", "conv2d", "embedding", "cast",
+               "layer_norm", "rms_norm", "scaled_dot_product_attention", "matmul", "einsum", "linear", "conv1d", "conv2d", "embedding", "cast",
                "exact"}
     operations = {name for name in tol.__all__ if callable(getattr(tol, name)) and name[0].islower()}
     helpers = {"accumulating", "accumulation_dtype", "assert_within_bound", "gamma", "unit_roundoff"}
