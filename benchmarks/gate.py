@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -128,15 +128,23 @@ class GateRun:
     cpu_seconds: float  # user + system time of the pytest processes (controller and workers)
     returncode: int
     summary: str
+    extra: tuple[str, ...] = ()  # options after ``-n workers``
+    started: float = 0.0  # wall clock (time.time()) at launch and at exit
+    ended: float = 0.0
 
     @property
     def command(self) -> str:
-        return "python -m pytest conftest.py -p no:cacheprovider -q --hypothesis-profile=ci -n " + self.workers
+        return " ".join(
+            ["python -m pytest conftest.py -p no:cacheprovider -q --hypothesis-profile=ci -n", self.workers, *self.extra]
+        )
 
 
-def gate_wall_time(workers: str) -> GateRun:
-    """Run the default gate (``conftest.py``, ``ci`` profile) in a subprocess and time it."""
-    return _timed([*GATE_COMMAND, "-n", workers], workers)
+def gate_wall_time(workers: str, *, extra: Sequence[str] = ()) -> GateRun:
+    """Run the default gate (``conftest.py``, ``ci`` profile) in a subprocess and time it.
+
+    ``extra``: more pytest options (``--dist``, ``--devices``, a plugin).
+    """
+    return _timed([*GATE_COMMAND, "-n", workers, *extra], workers, extra=tuple(extra))
 
 
 # What a user runs (README "Install and run"), as a user runs it: no CI
@@ -155,17 +163,21 @@ def user_command_wall_time(label: str, args: list[str]) -> GateRun:
     return _timed([sys.executable, "-m", "pytest", *args, "-n", "auto", "-p", "no:cacheprovider", "-q"], label, env)
 
 
-def _timed(command: list[str], label: str, env: dict[str, str] | None = None) -> GateRun:
+def _timed(
+    command: list[str], label: str, env: dict[str, str] | None = None, *, extra: tuple[str, ...] = ()
+) -> GateRun:
     if env is None:
         env = dict(os.environ)
     env = {k: v for k, v in env.items() if not k.startswith(("PYTEST_", "HYPOTHESIS_"))}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.time()
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
+    ended = time.time()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     summary = next((line for line in reversed(lines) if re.search(r"\d+ (passed|failed|error)", line)), "")
     summary = re.sub(r"\s+in [\d.]+s.*$", "", summary.strip("= "))
-    return GateRun(label, seconds, cpu, done.returncode, summary or f"exit code {done.returncode}")
+    return GateRun(label, seconds, cpu, done.returncode, summary or f"exit code {done.returncode}", extra, started, ended)

@@ -5,6 +5,7 @@
     python -m benchmarks.run --output FILE    # also write the Markdown to FILE
     python -m benchmarks.run --update-docs    # also replace the tables in docs/performance.md
     python -m benchmarks.run --commands-only --update-docs  # only the README's commands, timed
+    python -m benchmarks.run --scaling        # also how the gate scales with cores (benchmarks.scaling)
 
 1. tensors per second of the project's strategy, of the shape-only floor and
    of ``hypothesis.extra.numpy.arrays`` + ``torch.from_numpy``, at float32
@@ -29,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import gate, generation, report
+from benchmarks import gate, generation, report, scaling
 from properties import gallery, records
 from properties.runner import registered_properties
 from properties.plugin import CI_EXAMPLES
@@ -71,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--commands-only",
         action="store_true",
         help="time only the README's commands (with --update-docs: write only the README's timings)",
+    )
+    parser.add_argument(
+        "--scaling", action="store_true", help=f"also measure how the gate scales with cores (`{scaling.COMMAND}`)"
     )
     parser.add_argument("--output", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
     parser.add_argument(
@@ -333,6 +337,9 @@ def build_report(args: argparse.Namespace) -> tuple[str, list[gate.GateRun]]:
         commands_section(commands),
         targets_section(rates, shrunk, runs),
     ]
+    if args.scaling:
+        _log("scaling ...")
+        sections.append("### 6. Scaling with cores\n\n" + scaling.render(scaling.measure(quick=args.quick), quick=args.quick))
     footer = (
         f"*{'Quick run' if args.quick else 'Run'} took {time.perf_counter() - started:.0f} s; "
         f"load average (1/5/15 min) at the end: {report.load_average()}.*"

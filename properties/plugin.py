@@ -14,9 +14,11 @@ register no layers pay nothing.
 from __future__ import annotations
 
 import fnmatch
+import gc
 import inspect
 import os
 import re
+import sys
 import types
 import warnings
 from pathlib import Path
@@ -133,7 +135,10 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"Hypothesis profile {name!r} (from ${PROFILE_ENV} or $CI) is not registered; use dev, ci or nightly."
             ) from None
     config.addinivalue_line("filterwarnings", ":".join(NUMPY_WARNING))
+    # pytest-xdist declares it too; without xdist the mark is inert but must be known.
+    config.addinivalue_line("markers", "xdist_group(name): run under --dist loadgroup on one worker")
     config.stash[SELECTION] = _Selection.from_options(config)
+    _hide_gpus_unless_selected(config.stash[SELECTION])
     blob = config.getoption("replay")
     if blob is not None:
         try:
@@ -144,6 +149,14 @@ def pytest_configure(config: pytest.Config) -> None:
             ) from None
     database.configure(config)
     config.pluginmanager.register(GateReport(config), "layer-gate-report")
+
+
+def _hide_gpus_unless_selected(selection: _Selection) -> None:
+    """``--devices`` without ``cuda``: hide the GPUs from this run and its xdist workers
+    (they inherit the environment), so that nothing initializes CUDA.  torch.compile
+    otherwise does, to save the CUDA RNG state: seconds per worker on a GPU machine."""
+    if selection.devices is not None and "cuda" not in selection.devices and "torch" not in sys.modules:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 class _Selection:
@@ -341,7 +354,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if session.config.getoption("replay") is not None:
             raise pytest.UsageError("--replay runs one test in one process: leave out -n/--dist.")
         _check_selection_names(session.config)
-        _check_something_runs(session.config)
+        _check_devices_present(session.config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Every test has run; what is still alive (torch, the collected gate) lives
+    # until exit.  Frozen, it spares the two full garbage collections pytest
+    # runs at exit (0.3-0.9 s each with torch loaded), in every xdist worker.
+    # The young generations are collected first, so that recent garbage still
+    # reports its unraisable exceptions.
+    gc.collect(1)
+    gc.freeze()
 
 
 def _check_selection_names(config: pytest.Config) -> None:
@@ -383,6 +407,22 @@ def _check_something_runs(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"{options}: nothing to check, every test would be skipped ({len(reasons)} of {len(reasons)}); "
             f"for example: {reasons[0]}. Change {' or '.join(given)}."
+        )
+
+
+def _check_devices_present(config: pytest.Config) -> None:
+    """The controller's part of ``_check_something_runs``: --devices naming no
+    device this machine has.  It needs torch but not the layers, which the
+    controller does not import (the workers check the rest)."""
+    devices = config.stash[SELECTION].devices
+    if devices is None or not registry.anchors():
+        return
+    from properties.strategies import available_devices
+
+    present = list(available_devices())
+    if not any(d in present for d in devices):
+        raise pytest.UsageError(
+            f"--devices={','.join(devices)}: nothing to check, this machine has {present}. Change --devices."
         )
 
 
@@ -466,6 +506,8 @@ def _property_test(prop: Any, params: list[Any]) -> Any:
     test = property_test(prop, settings=scaled_settings(prop) if prop.examples_scale != 1.0 else None)
     test._layer_property = prop.name  # type: ignore[attr-defined]  (read by the report)
     test = pytest.mark.parametrize("layer", params)(test)
+    if prop.warm_up:
+        test = pytest.mark.xdist_group(prop.warm_up)(test)
     return getattr(pytest.mark, prop.family)(test)
 
 

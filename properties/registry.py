@@ -157,7 +157,9 @@ class LayerProperty:
     ``extra`` is a
     strategy for one more value the check receives as its second argument.
     ``examples_scale`` scales the profile's example count for expensive
-    checks (compilation), keeping at least 2.  ``float_input``: the check
+    checks (compilation), keeping at least 2.  ``warm_up`` names a costly
+    process-wide first use the check pays (``"torch.compile"``): its tests form
+    one xdist group, so that ``--dist loadgroup`` pays it on one worker only.  ``float_input``: the check
     needs a float main input (it rescales or shifts it), so it does not
     apply to layers taking indices or masks.
     """
@@ -170,6 +172,7 @@ class LayerProperty:
     values: Any = None  # properties.strategies.ValueDomain
     extra: Any = None
     examples_scale: float = 1.0
+    warm_up: str | None = None
     description: str = ""
     float_input: bool = False
 
@@ -199,6 +202,7 @@ def layer_property(
     extra: Any = None,
     examples_scale: float = 1.0,
     float_input: bool = False,
+    warm_up: str | None = None,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Register ``check(case)`` (``check(case, extra)`` with ``extra=``) as a property.
 
@@ -233,6 +237,7 @@ def layer_property(
             extra=extra,
             examples_scale=examples_scale,
             float_input=float_input,
+            warm_up=warm_up,
             description=(check.__doc__ or "").strip().split("\n")[0],
         )
         return check

@@ -58,6 +58,30 @@ class ItemMeanCentered(CenteredLayer):
         return X - X.mean().item()
 
 
+class _MatmulWithDetachedBackward(torch.autograd.Function):
+    """``X @ W`` with a hand-written backward whose values are right but which reads
+    detached tensors, so the gradient itself has no gradient."""
+
+    @staticmethod
+    def forward(ctx, X, weight):
+        ctx.save_for_backward(X, weight)
+        return torch.matmul(X, weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        X, weight = (t.detach() for t in ctx.saved_tensors)
+        rows, grad_rows = X.reshape(-1, weight.shape[0]), grad.reshape(-1, weight.shape[1])
+        return (grad_rows @ weight.T).reshape(X.shape), rows.T @ grad_rows
+
+
+class CustomBackwardMyLinear(MyLinear):
+    """A custom autograd.Function whose backward is right once, not twice: double
+    backward (gradient penalties, Hessian-vector products) silently drops a term."""
+
+    def forward(self, X):
+        return F.relu(_MatmulWithDetachedBackward.apply(X, self.weight) + self.bias)
+
+
 # -- wrong reduction axis or scope ----------------------------------------------
 
 
@@ -318,17 +342,19 @@ class DropoutMyLinear(MyLinear):
 TEXTBOOK = Mutant(
     "detached tensors (.data)",
     dataclasses.replace(my_linear_spec, name="TextbookMyLinear", module=TextbookMyLinear),
-    frozenset({"gradient_flow", "gradients_match_finite_differences"}),
+    frozenset({"gradient_flow", "gradients_match_finite_differences", "second_derivatives_match_finite_differences"}),
 )
 
 MUTANTS = [
     TEXTBOOK,
     _mutant("detached tensors (.detach())", my_linear_with_builtin_spec, DetachedWeightBuiltin,
-            "gradient_flow", "gradients_match_finite_differences"),
+            "gradient_flow", "gradients_match_finite_differences", "second_derivatives_match_finite_differences"),
     _mutant("detached tensors (.detach())", centered_spec, DetachedMeanCentered,
             "gradients_match_finite_differences"),
     _mutant("detached tensors (.item())", centered_spec, ItemMeanCentered,
             "gradients_match_finite_differences", "runs_on_the_meta_device", "matches_torch_jit_trace"),
+    _mutant("non-differentiable backward", my_linear_spec, CustomBackwardMyLinear,
+            "second_derivatives_match_finite_differences"),
     _mutant("wrong reduction axis or scope", centered_spec, RowwiseCentered,
             "matches_reference"),
     _mutant("wrong reduction axis or scope", centered_spec, BatchwiseCentered,

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmarks: ``python -m benchmarks.run --quick`` prints its tables."""
+"""Smoke tests of the benchmarks: `benchmarks.run --quick` and `benchmarks.scaling --quick` print their tables."""
 
 import subprocess
 import sys
@@ -6,21 +6,25 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.scaling import SECTION, lpt_makespan
+from properties.records import markers
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_module(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    """``python -m <args>`` from the repository root, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.mark.slow
 def test_quick_benchmark_prints_the_tables(tmp_path):
     pytest.importorskip("numpy")
     output = tmp_path / "bench.md"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--output", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,  # the gallery's laws (section 3b) add a few seconds
-        check=False,
-    )
+    # the gallery's laws (section 3b) add a few seconds to the quick run
+    done = run_module("benchmarks.run", "--quick", "--output", str(output), timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     for heading in (
         "**Machine:**",
@@ -36,3 +40,25 @@ def test_quick_benchmark_prints_the_tables(tmp_path):
     assert "| `gradient_flow` | gradients | MyLinear |" in done.stdout
     assert "| `rows_sum_to_one` | laws | softmax |" in done.stdout
     assert output.read_text(encoding="utf-8") == done.stdout.rstrip("\n") + "\n"
+
+
+@pytest.mark.slow
+def test_quick_scaling_report_projects_and_writes_between_the_markers(tmp_path):
+    START, END = markers(SECTION)
+    output = tmp_path / "scaling.md"
+    output.write_text(f"# Scaling\n\nintro\n\n{START}\nold figures\n{END}\n\nafter\n", encoding="utf-8")
+    done = run_module("benchmarks.scaling", "--quick", "--output", str(output), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for heading in ("**Machine:**", "### Measured", "### Durations (`-n 0`)", "### Projection", "### Targets"):
+        assert heading in done.stdout, f"{heading!r} missing from:\n{done.stdout[-3000:]}"
+    assert "| `-n 0` | 0 |" in done.stdout and "| `-n 2 --dist=load` | 2 |" in done.stdout
+    assert "| 16 |" in done.stdout  # a projected row
+    written = output.read_text(encoding="utf-8")
+    assert "old figures" not in written and written.startswith("# Scaling\n\nintro\n\n" + START)
+    assert written.rstrip().endswith("after") and "### Projection" in written
+
+
+def test_lpt_schedule_of_durations():
+    assert lpt_makespan([3.0, 3.0, 2.0, 2.0, 2.0], 2) == 7.0  # LPT's classic 7/6 case: the optimum is 6
+    assert lpt_makespan([5.0, 1.0, 1.0], 4) == 5.0  # the longest test is the floor
+    assert lpt_makespan([1.0] * 8, 1) == 8.0

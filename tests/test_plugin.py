@@ -75,6 +75,17 @@ def test_selection_narrows_the_gate(pytester):
     result.assert_outcomes(passed=6)
 
 
+def test_a_run_without_cuda_hides_the_gpus_from_its_workers(pytester):
+    # Nothing, torch.compile included, can then initialize CUDA in a CPU-only run.
+    pytester.makepyfile(
+        "import os, torch\n"
+        "def test_no_gpu_visible():\n"
+        "    assert os.environ['CUDA_VISIBLE_DEVICES'] == '' and not torch.cuda.is_available()\n"
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--devices=cpu")
+    result.assert_outcomes(passed=1)
+
+
 def test_the_plugin_costs_nothing_in_a_project_without_layers(pytester):
     # Installed plugins load in every pytest run of the environment: this one
     # must not import torch (about a second) unless layers are registered.

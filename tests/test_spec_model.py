@@ -239,13 +239,15 @@ def test_exact_initialization_facts_are_checked_exactly():
     )
 
 
-class Exponential(nn.Module):
+class RootOfMagnitude(nn.Module):
+    """sqrt(|x|): finite outputs, an infinite slope at 0 (a non-finite gradient, nothing detached)."""
+
     def forward(self, x):
-        return x.exp()
+        return x.abs().sqrt()
 
 
 def test_the_detach_hint_is_given_for_missing_gradients_only():
-    overflowing = LayerSpec(name="Exponential", module=Exponential, factory_kwargs=False)
+    overflowing = LayerSpec(name="RootOfMagnitude", module=RootOfMagnitude, factory_kwargs=False)
     message = caught(overflowing, "gradient_flow")
     assert "non-finite gradient: input" in message and ".data" not in message
     assert ".data/.detach()" in caught(TEXTBOOK, "gradient_flow")

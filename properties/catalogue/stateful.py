@@ -169,6 +169,8 @@ def program(case: LayerCase, optimizer: str | None, steps: Sequence[Any], failed
         "",
         f"# LayerSpec {spec.name}, constructor_args={dict(case.constructor_args)!r}, {case.dtype} on {case.device}",
         f"dtype = {case.dtype}",
+        *([f"# the gate runs each call under torch.manual_seed({case.module_seed + 1}) (random layers)"]
+          if spec.train_eval_differ else []),
         "",
         "",
         "def new_module():",

@@ -88,7 +88,7 @@ def matches_torch_jit_trace(case: LayerCase) -> None:
     _compare(case, module, traced, other, "torch.jit.trace (traced on another input)")
 
 
-@layer_property(**_VARIANT)
+@layer_property(**_VARIANT, warm_up="torch.compile")
 def matches_torch_compile(case: LayerCase) -> None:
     """torch.compile(layer) computes what the layer computes (dynamic shapes)."""
     __tracebackhide__ = True

@@ -1,0 +1,278 @@
+"""How the gate scales with cores: measured durations, projected and measured wall times.
+
+    python -m benchmarks.scaling                            # print the Markdown report
+    python -m benchmarks.scaling --output docs/scaling.md   # also write it between the file's markers
+    python -m benchmarks.scaling --quick                    # smoke run: a few tests, -n 0 and -n 2
+
+1. The gate (``ci`` profile, ``--devices=cpu``) runs once with ``-n 0``, each
+   test's duration recorded (``benchmarks.timeline``): the serial total and
+   the longest test's share.
+2. It runs with ``-n auto`` under xdist's ``load``, ``worksteal`` and
+   ``loadgroup`` schedulers, and with ``-n 4``, ``-n 8``, ``-n 16`` where the
+   machine has that many cores.  From the timelines: each worker's fixed cost,
+   start-up (launch to its first test) and teardown (the last test to exit).
+3. Projection for W workers: start-up + the longest-processing-time-first
+   schedule of the serial durations on W workers + teardown.  Figures are one
+   run each; the exit status is 0 whatever they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import heapq
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks import gate, report
+from properties import records
+
+COMMAND = "python -m benchmarks.scaling"
+SECTION = "scaling"  # its markers in the --output file: <!-- scaling:start --> ... <!-- scaling:end -->
+GATE_OPTIONS = ("--devices=cpu",)  # the same work on a GPU machine as on a CPU one
+# --quick: two cheap properties on two layers, enough tests for two workers.
+QUICK_OPTIONS = ("--properties=spec_is_usable,gradient_flow,finite_output", "--layers=CenteredLayer,MyLinear")
+PROJECTED_WORKERS = (4, 8, 16, 32)
+MEASURED_WORKERS = (4, 8, 16)
+SCHEDULERS = ("load", "worksteal", "loadgroup")
+LONGEST_SHARE_TARGET = 0.08
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class TimedRun:
+    """One gate run and, per process that ran tests, (node id, start, end) in wall-clock seconds."""
+
+    run: gate.GateRun
+    tests: dict[str, list[tuple[str, float, float]]]
+
+    @property
+    def workers(self) -> int:
+        return len(self.tests)
+
+    def durations(self) -> dict[str, float]:
+        return {node: end - start for runs in self.tests.values() for node, start, end in runs}
+
+    def start_up(self) -> float:
+        """Launch to the first test, for the slowest worker to start."""
+        return max(min(start for _, start, _ in runs) for runs in self.tests.values()) - self.run.started
+
+    def teardown(self) -> float:
+        """The end of the last test to the exit of the whole run."""
+        return self.run.ended - max(end for runs in self.tests.values() for _, _, end in runs)
+
+
+def timed_gate(workers: str, extra: Sequence[str]) -> TimedRun:
+    with tempfile.TemporaryDirectory(prefix="gate-timeline-") as directory:
+        run = gate.gate_wall_time(workers, extra=[*extra, "-p", "benchmarks.timeline", f"--timeline={directory}"])
+        tests = {}
+        for path in sorted(Path(directory).glob("*.json")):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            tests[record["worker"]] = [tuple(test) for test in record["tests"]]
+    if not tests:
+        raise SystemExit(f"`{run.command}` ran no tests ({run.summary}); is the gate collected from {gate.ROOT}?")
+    return TimedRun(run, tests)
+
+
+def lpt_makespan(durations: Sequence[float], workers: int) -> float:
+    """The finishing time of longest-processing-time-first list scheduling on ``workers``
+    (within 4/3 of the optimum; xdist's own schedulers are no better than this)."""
+    loads = [0.0] * workers
+    for duration in sorted(durations, reverse=True):
+        heapq.heappush(loads, heapq.heappop(loads) + duration)
+    return max(loads)
+
+
+@dataclasses.dataclass
+class Scaling:
+    machine: str  # described before the runs (the load average then)
+    serial: TimedRun
+    parallel: list[TimedRun]  # -n auto per scheduler, then -n 4/8/16
+
+    @property
+    def durations(self) -> dict[str, float]:
+        return self.serial.durations()
+
+    @property
+    def total(self) -> float:
+        return sum(self.durations.values())
+
+    @property
+    def reference(self) -> TimedRun:
+        """The run whose fixed costs the projection uses: ``-n auto``, load scheduling."""
+        return self.parallel[0]
+
+    def projected_wall(self, workers: int) -> float:
+        fixed = self.reference.start_up() + self.reference.teardown()
+        return fixed + lpt_makespan(list(self.durations.values()), workers)
+
+    def speed_up(self, wall: float) -> float:
+        return self.serial.run.seconds / wall if wall else float("nan")
+
+
+def measure(*, quick: bool = False) -> Scaling:
+    extra = [*GATE_OPTIONS, *(QUICK_OPTIONS if quick else ())]
+    cores = os.cpu_count() or 1
+    machine = report.machine()
+    _log("gate with -n 0 ...")
+    serial = timed_gate("0", extra)
+    parallel = []
+    for scheduler in SCHEDULERS[:1] if quick else SCHEDULERS:
+        workers = "2" if quick else "auto"
+        _log(f"gate with -n {workers} --dist {scheduler} ...")
+        parallel.append(timed_gate(workers, [*extra, f"--dist={scheduler}"]))
+    for workers in () if quick else MEASURED_WORKERS:
+        if workers <= cores and workers != parallel[0].workers:
+            _log(f"gate with -n {workers} ...")
+            parallel.append(timed_gate(str(workers), [*extra, "--dist=load"]))
+    return Scaling(machine, serial, parallel)
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.1f}"
+
+
+def render(scaling: Scaling, *, quick: bool = False) -> str:
+    durations = scaling.durations
+    total = scaling.total
+    longest_node, longest = max(durations.items(), key=lambda item: item[1])
+    serial_wall = scaling.serial.run.seconds
+    reference = scaling.reference
+    gate_text = " ".join(["pytest conftest.py -p no:cacheprovider -q --hypothesis-profile=ci", *GATE_OPTIONS])
+    if quick:
+        gate_text += " " + " ".join(QUICK_OPTIONS) + " (**quick run: a small part of the gate**)"
+
+    measured_rows = []
+    for timed in (scaling.serial, *scaling.parallel):
+        run = timed.run
+        label = " ".join(["-n", run.workers, *(o for o in run.extra if o.startswith("--dist"))])
+        measured_rows.append(
+            (
+                f"`{label}`",
+                timed.workers if run.workers != "0" else 0,
+                _s(run.seconds),
+                _s(run.cpu_seconds),
+                f"{scaling.speed_up(run.seconds):.2f}×",
+                _s(timed.start_up()),
+                _s(timed.teardown()),
+                _s(sum(timed.durations().values())),
+                run.summary,
+            )
+        )
+    slowest = sorted(durations.items(), key=lambda item: -item[1])[:8]
+    slowest_rows = [(f"`{node.split('::')[-1]}`", f"{seconds:.2f}", f"{seconds / total:.1%}") for node, seconds in slowest]
+
+    measured_wall = {t.workers: t.run.seconds for t in scaling.parallel if "--dist=load" in t.run.extra}
+    projection_rows = []
+    for workers in sorted({*PROJECTED_WORKERS, reference.workers}):
+        makespan = lpt_makespan(list(durations.values()), workers)
+        wall = scaling.projected_wall(workers)
+        measured = measured_wall.get(workers)
+        projection_rows.append(
+            (
+                workers,
+                _s(makespan),
+                _s(wall),
+                f"{scaling.speed_up(wall):.2f}×",
+                "—" if measured is None else _s(measured),
+                "—" if measured is None else f"{scaling.speed_up(measured):.2f}×",
+            )
+        )
+
+    share = longest / total
+    auto_speed_up = scaling.speed_up(reference.run.seconds)
+    projected_16 = scaling.speed_up(scaling.projected_wall(16))
+    measured_16 = next((t for t in scaling.parallel if t.workers >= 16 and "--dist=load" in t.run.extra), None)
+
+    def met(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    target_rows = [
+        (f"the longest test ≤ {LONGEST_SHARE_TARGET:.0%} of the serial total", f"{share:.1%}", met(share <= LONGEST_SHARE_TARGET)),
+        (
+            f"`-n auto` ≥ 1.6× faster than `-n 0` ({reference.workers} workers, load)",
+            f"{auto_speed_up:.2f}×",
+            met(auto_speed_up >= 1.6),
+        ),
+        ("projected speed-up on 16 cores ≥ 6×", f"{projected_16:.2f}×", met(projected_16 >= 6)),
+        (
+            "measured speed-up with 16 workers ≥ 4×",
+            "not measured: fewer than 16 cores" if measured_16 is None else f"{scaling.speed_up(measured_16.run.seconds):.2f}×",
+            "—" if measured_16 is None else met(scaling.speed_up(measured_16.run.seconds) >= 4),
+        ),
+    ]
+    worker_costs = [
+        (t.run.workers, t.start_up(), t.teardown()) for t in scaling.parallel
+    ]
+    median_start = statistics.median(c[1] for c in worker_costs)
+    median_teardown = statistics.median(c[2] for c in worker_costs)
+    machine = scaling.machine
+    if sys.dont_write_bytecode:
+        # Seen on a GPU image: each process then compiles torch's sources again.
+        machine += (
+            " **PYTHONDONTWRITEBYTECODE is set:** every process recompiles the Python sources it imports "
+            "(torch, torch._dynamo), which inflates start-up and the first compilation in each worker."
+        )
+    return "\n\n".join(
+        [
+            machine,
+            f"Gate: `{gate_text}`, {len(durations)} tests. Each figure is one run, from launch to exit; "
+            "*start-up*: launch to the first test of the slowest worker to start (importing torch, collecting); "
+            "*teardown*: the last test's end to exit; *test time*: the sum of the tests' durations "
+            "(setup, call and teardown), which exceeds the serial total where each worker repeats first-use "
+            "warm-ups (a first `torch.compile`, the meta device).",
+            "### Measured\n\n"
+            + report.table(
+                ["command", "workers", "wall s", "CPU s", "speed-up", "start-up s", "teardown s", "test time s", "result"],
+                measured_rows,
+                "lrrrrrrrl",
+            ),
+            f"### Durations (`-n 0`)\n\nSerial total {total:.1f} s in {len(durations)} tests; the longest, "
+            f"`{longest_node.split('::')[-1]}`, takes {longest:.2f} s, {share:.1%} of it. The slowest:\n\n"
+            + report.table(["test", "seconds", "share"], slowest_rows, "lrr"),
+            "### Projection\n\n"
+            f"Wall time on W workers = start-up ({reference.start_up():.1f} s) + the longest-processing-time-first "
+            f"schedule of the serial durations on W workers + teardown ({reference.teardown():.1f} s), the fixed "
+            f"costs from the `-n {reference.run.workers} --dist load` run (medians over all parallel runs: "
+            f"{median_start:.1f} s and {median_teardown:.1f} s). It assumes W free cores as fast as these and "
+            "no repeated warm-ups; speed-up = the measured `-n 0` wall time ÷ the projected one.\n\n"
+            + report.table(
+                ["workers", "schedule s", "projected wall s", "projected speed-up", "measured wall s", "measured speed-up"],
+                projection_rows,
+                "rrrrrr",
+            ),
+            "### Targets\n\n" + report.table(["target", "this run", "met"], target_rows, "lll"),
+            f"*Serial wall time {serial_wall:.1f} s; load average (1/5/15 min) at the end: {report.load_average()}.*",
+        ]
+    ) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few tests, -n 0 and -n 2 only (smoke run)")
+    start, end = records.markers(SECTION)
+    parser.add_argument("--output", type=Path, metavar="FILE", help=f"also write the report between {start} and {end} in FILE")
+    args = parser.parse_args(argv)
+    if args.output and not args.output.exists():
+        parser.error(f"--output {args.output}: no such file (it must hold the markers {start} / {end})")
+    started = time.perf_counter()
+    body = render(measure(quick=args.quick), quick=args.quick)
+    body += f"\n*`{COMMAND}{' --quick' if args.quick else ''}` took {time.perf_counter() - started:.0f} s.*\n"
+    print("## Scaling with cores\n\n" + body)
+    if args.output:
+        records.write_section(args.output, SECTION, body)
+        _log(f"updated {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
