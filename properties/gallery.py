@@ -503,11 +503,15 @@ def scaled_dot_product_attention(
     is_causal: bool = True,
     length: Option = st.integers(1, 6),
     features: Option = st.integers(1, 8),
+    supports_gradgrad: bool | None = None,
 ) -> LayerSpec:
     """Self-attention of a ``(..., length, features)`` sequence, ``module(x)`` =
     ``F.scaled_dot_product_attention(x, x, x, is_causal=is_causal)``.  Causal: no
-    output depends on a later position; otherwise permutation equivariant."""
+    output depends on a later position; otherwise permutation equivariant.
+    ``supports_gradgrad`` (default: False for ``SelfAttention``, whose CPU
+    flash-attention kernel has no double backward; True otherwise)."""
     factory = _Factory("scaled_dot_product_attention", module, (), ("is_causal",))
+    torch_own = isinstance(module, type) and issubclass(module, SelfAttention)
     laws = {"causal_along": (-2,)} if is_causal else {"permutation_equivariant_along": (-2,)}
     return _spec(
         "scaled_dot_product_attention", factory,
@@ -520,6 +524,7 @@ def scaled_dot_product_attention(
         per_sample=True,
         reference=lambda m, x: attention(x, x, x, is_causal=is_causal),
         equivalents={"torch": lambda m: SelfAttention(is_causal)},
+        supports_gradgrad=(not torch_own) if supports_gradgrad is None else supports_gradgrad,
         **laws,
     )
 
