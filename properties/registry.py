@@ -145,7 +145,10 @@ class LayerProperty:
     ``extra`` is a
     strategy for one more value the check receives as its second argument.
     ``examples_scale`` scales the profile's example count for expensive
-    checks (compilation), keeping at least 2.
+    checks (compilation), keeping at least 2.  ``platform_probe()`` returns
+    why this machine cannot run the property at all (no compiler), or None;
+    it is asked once per process, before any example is drawn, and its
+    reason becomes the test's skip reason.
     """
 
     name: str
@@ -157,6 +160,7 @@ class LayerProperty:
     extra: Any = None
     examples_scale: float = 1.0
     description: str = ""
+    platform_probe: Callable[[], str | None] | None = None
 
     def not_applicable_because(self, spec: Any) -> str | None:
         """Why this property does not apply to ``spec`` (a fact it needs is not declared), or None.
@@ -180,6 +184,7 @@ def layer_property(
     sparse: bool = True,
     extra: Any = None,
     examples_scale: float = 1.0,
+    platform_probe: Callable[[], str | None] | None = None,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Register ``check(case)`` (``check(case, extra)`` with ``extra=``) as a property.
 
@@ -216,6 +221,7 @@ def layer_property(
             extra=extra,
             examples_scale=examples_scale,
             description=(check.__doc__ or "").strip().split("\n")[0],
+            platform_probe=platform_probe,
         )
         return check
 

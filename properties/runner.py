@@ -108,6 +108,11 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObjec
     property (RNG use is legitimate, and the RNG is seeded per example).
     """
     __tracebackhide__ = True
+    unavailable = _platform_unavailable(prop)
+    if unavailable:
+        import pytest
+
+        pytest.skip(f"cannot run here: {unavailable}")
     case = data.draw(cases_for(prop, spec), label="example")
     extra = None if prop.extra is None else data.draw(prop.extra, label="extra")
     before = GlobalState.capture()
@@ -133,6 +138,18 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObjec
             f"{prop.name} failed on {spec.name}: running it changed torch's global state ({changed}); "
             "a layer must not change process-wide settings (restored, so other tests are unaffected)"
         )
+
+
+_probed: dict[str, str | None] = {}
+
+
+def _platform_unavailable(prop: LayerProperty) -> str | None:
+    """The property's platform probe, asked once per process (the answer does not depend on examples)."""
+    if prop.platform_probe is None:
+        return None
+    if prop.name not in _probed:
+        _probed[prop.name] = prop.platform_probe()
+    return _probed[prop.name]
 
 
 class GlobalState:

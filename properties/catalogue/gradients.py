@@ -7,6 +7,7 @@ from hypothesis import event
 from torch.autograd.gradcheck import GradcheckError
 from torch.func import functional_call
 
+from properties.catalogue._common import call_layer
 from properties.registry import layer_property
 from properties.strategies import LayerCase
 
@@ -26,7 +27,7 @@ def gradient_flow(case: LayerCase) -> None:
     __tracebackhide__ = True
     module = case.build()
     x = case.make_input(requires_grad=True)
-    out = case.run(module, x)
+    out = call_layer(case, module, x)
     if not out.requires_grad:
         raise AssertionError(
             f"{case.spec.name}: the output does not require grad although the input does: "
@@ -70,7 +71,7 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
     leaves = [x.detach().clone(), *(p.detach().clone() for p in trainable.values())]
 
     def function(*values: torch.Tensor) -> torch.Tensor:
-        return case.run(lambda inp: functional_call(module, dict(zip(names, values[1:])), (inp,)), values[0])
+        return call_layer(case, lambda inp: functional_call(module, dict(zip(names, values[1:])), (inp,)), values[0])
 
     labels = ["input", *names]
     for i, label in enumerate(labels):
