@@ -34,10 +34,12 @@ __all__ = [
     "available_devices",
     "devices",
     "dtypes",
+    "ladder_sizes",
     "layer_cases",
     "moderate_limit",
     "seeded",
     "shapes",
+    "sides",
     "special_values",
     "tensor_recipes",
     "tensors",
@@ -151,6 +153,49 @@ def devices(*, allowed: Sequence[str] = DEVICES) -> st.SearchStrategy[str]:
     return st.sampled_from(present)
 
 
+# The size ladder: kernels switch code paths at sizes such as 16, 32, 64, 256,
+# 1024 and 4096 (vector widths, block sizes, thresholds), and mishandle the
+# odd tails 2^k ± 1; ordinary draws stay far below.  One draw in LADDER_ODDS
+# (a drawn digit at its top value: shrinking lowers it, back to ordinary
+# sizes) climbs the ladder, so large tensors stay rare and cheap on average.
+LADDER_ODDS = 16
+
+
+@functools.lru_cache(maxsize=None)
+def ladder_sizes(above: int, up_to: int) -> tuple[int, ...]:
+    """2^k - 1, 2^k and 2^k + 1 in ``above + 1 .. up_to``, ascending."""
+    sizes = {n for k in range(2, up_to.bit_length() + 1) for n in (2**k - 1, 2**k, 2**k + 1)}
+    return tuple(sorted(n for n in sizes if above < n <= up_to))
+
+
+def _climbs_ladder(draw: Any) -> bool:
+    return draw(_integers(0, LADDER_ODDS - 1)) == LADDER_ODDS - 1
+
+
+def sides(*, min_side: int = 1, max_side: int = 8, max_ladder_side: int = 4096) -> st.SearchStrategy[int]:
+    """Sizes ``min_side..max_side`` mostly; one draw in ``LADDER_ODDS`` a ladder size
+    above ``max_side`` (``ladder_sizes``), up to ``max_ladder_side`` (0: never).
+
+    For sizes that come from constructor arguments (a layer's feature count):
+    small ones keep examples fast, ladder ones reach size-dependent code paths.
+    Shrinks towards ``min_side``.
+    """
+    if not (1 <= min_side <= max_side):
+        raise InvalidArgument(f"sides(min_side={min_side}, max_side={max_side}): need 1 <= min_side <= max_side.")
+    ordinary = _integers(min_side, max_side)
+    ladder = ladder_sizes(max_side, max_ladder_side)
+    if not ladder:
+        return ordinary
+
+    @st.composite
+    def draw_side(draw: Any) -> int:
+        if _climbs_ladder(draw):
+            return ladder[draw(_integers(0, len(ladder) - 1))]
+        return draw(ordinary)
+
+    return draw_side()
+
+
 def shapes(
     *,
     min_dims: int = 0,
@@ -159,30 +204,57 @@ def shapes(
     max_side: int = 4,
     event_shape: Sequence[int] = (),
     allow_empty: bool = True,
+    max_ladder_side: int = 4096,
+    max_elements: int = 2**20,
 ) -> st.SearchStrategy[tuple[int, ...]]:
     """Shapes of ``min_dims..max_dims`` leading dimensions followed by ``event_shape``.
 
     Sides are ``min_side..max_side``; with ``allow_empty``, about one shape in
     eight with leading dimensions has its first one of size zero (an empty
     tensor).  Drawing zero as just another side would make most
-    three- and four-dimensional shapes empty.  Shrinks towards fewer
+    three- and four-dimensional shapes empty.  One shape in ``LADDER_ODDS``
+    with leading dimensions climbs the size ladder: its last leading side is
+    a ladder size (``ladder_sizes``) up to ``max_ladder_side``, or the one that
+    makes the element count a ladder size, within ``max_elements`` elements
+    (``max_ladder_side=0`` turns the ladder off).  Shrinks towards fewer
     dimensions, small sides and non-empty shapes.
     """
     if not (0 <= min_dims <= max_dims):
         raise InvalidArgument(f"shapes(min_dims={min_dims}, max_dims={max_dims}): need 0 <= min_dims <= max_dims.")
     if not (0 <= min_side <= max_side):
         raise InvalidArgument(f"shapes(min_side={min_side}, max_side={max_side}): need 0 <= min_side <= max_side.")
+    if not (max_ladder_side >= 0 and max_elements >= 1):
+        raise InvalidArgument(
+            f"shapes(max_ladder_side={max_ladder_side}, max_elements={max_elements}): "
+            "need max_ladder_side >= 0 (0: no ladder) and max_elements >= 1."
+        )
     event_shape = tuple(event_shape)
     batches = st.lists(_integers(min_side, max_side), min_size=min_dims, max_size=max_dims)
+    ladder = ladder_sizes(max_side, max_ladder_side)
+    counts = ladder_sizes(max_side, max_elements)
 
     @st.composite
     def draw_shape(draw: Any) -> tuple[int, ...]:
         batch = draw(batches)
+        if ladder and batch and _climbs_ladder(draw):
+            rest = math.prod(batch[:-1]) * math.prod(event_shape)
+            fits = _ladder_sides(ladder, counts, max(rest, 1), max_elements)
+            if fits:
+                batch[-1] = fits[draw(_integers(0, len(fits) - 1))]
         if allow_empty and batch and draw(_integers(0, 7)) == 7:
             batch[0] = 0
         return (*batch, *event_shape)
 
     return draw_shape()
+
+
+@functools.lru_cache(maxsize=None)
+def _ladder_sides(ladder: tuple[int, ...], counts: tuple[int, ...], rest: int, max_elements: int) -> tuple[int, ...]:
+    """The ladder sides, and the sides up to the ladder's top giving a ladder element
+    count (exactly, where ``rest`` divides it), that keep ``side * rest <= max_elements``;
+    ascending."""
+    by_count = {count // rest for count in counts if ladder[0] < count // rest <= ladder[-1]}
+    return tuple(sorted(n for n in {*ladder, *by_count} if n * rest <= max_elements))
 
 
 @functools.lru_cache(maxsize=None)
@@ -546,7 +618,12 @@ def layer_cases(
     dtype = draw(_dtypes_of(tuple(allowed_dtypes)))
     device = draw(_devices_of(allowed_devices))
     low, high = spec.batch_dims
-    shape = draw(_shapes_of(low, high, spec.allows_empty, spec.max_side, spec.event_shape(constructor_args)))
+    shape = draw(
+        _shapes_of(
+            low, high, spec.allows_empty, spec.max_side, spec.event_shape(constructor_args),
+            spec.max_ladder_side, spec.max_elements,
+        )
+    )
     recipe = _draw_recipe(draw, shape, dtype, device, values)
     module_seed = draw(_integers(0, 2**31 - 2))
     return LayerCase(spec, constructor_args, recipe, module_seed)
@@ -556,7 +633,13 @@ def layer_cases(
 _dtypes_of = functools.lru_cache(maxsize=None)(lambda allowed: dtypes(allowed=allowed))
 _devices_of = functools.lru_cache(maxsize=None)(lambda allowed: devices(allowed=allowed))
 _shapes_of = functools.lru_cache(maxsize=None)(
-    lambda low, high, allow_empty, max_side, event_shape: shapes(
-        min_dims=low, max_dims=high, allow_empty=allow_empty, max_side=max_side, event_shape=event_shape
+    lambda low, high, allow_empty, max_side, event_shape, max_ladder_side, max_elements: shapes(
+        min_dims=low,
+        max_dims=high,
+        allow_empty=allow_empty,
+        max_side=max_side,
+        event_shape=event_shape,
+        max_ladder_side=max_ladder_side,
+        max_elements=max_elements,
     )
 )
