@@ -155,10 +155,13 @@ def devices(*, allowed: Sequence[str] = DEVICES) -> st.SearchStrategy[str]:
 
 # The size ladder: kernels switch code paths at sizes such as 16, 32, 64, 256,
 # 1024 and 4096 (vector widths, block sizes, thresholds), and mishandle the
-# odd tails 2^k ± 1; ordinary draws stay far below.  One draw in LADDER_ODDS
-# (a drawn digit at its top value: shrinking lowers it, back to ordinary
-# sizes) climbs the ladder, so large tensors stay rare and cheap on average.
-LADDER_ODDS = 16
+# odd tails 2^k ± 1; ordinary draws stay far below.  One drawn number decides
+# whether to climb and to which rung (see _ladder_rung); shrinking it to 0
+# leaves the ladder.  Rare enough that large tensors cost little on average,
+# frequent enough that the ci profile's 100 examples reach them
+# (tests/test_mutants.py: the size mutants).
+LADDER_ODDS = 3
+_LADDER_NUMBERS = _integers(0, 2**24 - 1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,8 +171,19 @@ def ladder_sizes(above: int, up_to: int) -> tuple[int, ...]:
     return tuple(sorted(n for n in sizes if above < n <= up_to))
 
 
-def _climbs_ladder(draw: Any) -> bool:
-    return draw(_integers(0, LADDER_ODDS - 1)) == LADDER_ODDS - 1
+def _ladder_rung(draw: Any, rungs: int, context: tuple[int, ...] = ()) -> int | None:
+    """Which of ``rungs`` rungs this draw climbs to (one choice), or None on most draws.
+
+    Decided by a hash of the drawn number and ``context`` (the shape drawn so
+    far): Hypothesis favours some numbers and reuses a number across
+    examples, rarely with the same shape, so the hash climbs about one draw in
+    LADDER_ODDS and spreads the rungs evenly whatever the numbers are.
+    """
+    number = draw(_LADDER_NUMBERS)
+    if not (rungs and number):
+        return None
+    climb, rung = divmod(_mix(hash((number, *context)) & 0xFFFFFFFFFFFFFFFF), rungs)
+    return rung if climb % LADDER_ODDS == 0 else None
 
 
 def sides(*, min_side: int = 1, max_side: int = 8, max_ladder_side: int = 4096) -> st.SearchStrategy[int]:
@@ -189,9 +203,8 @@ def sides(*, min_side: int = 1, max_side: int = 8, max_ladder_side: int = 4096) 
 
     @st.composite
     def draw_side(draw: Any) -> int:
-        if _climbs_ladder(draw):
-            return ladder[draw(_integers(0, len(ladder) - 1))]
-        return draw(ordinary)
+        rung = _ladder_rung(draw, len(ladder))
+        return draw(ordinary) if rung is None else ladder[rung]
 
     return draw_side()
 
@@ -236,11 +249,12 @@ def shapes(
     @st.composite
     def draw_shape(draw: Any) -> tuple[int, ...]:
         batch = draw(batches)
-        if ladder and batch and _climbs_ladder(draw):
+        if ladder and batch:
             rest = math.prod(batch[:-1]) * math.prod(event_shape)
             fits = _ladder_sides(ladder, counts, max(rest, 1), max_elements)
-            if fits:
-                batch[-1] = fits[draw(_integers(0, len(fits) - 1))]
+            rung = _ladder_rung(draw, len(fits), tuple(batch))
+            if rung is not None:
+                batch[-1] = fits[rung]
         if allow_empty and batch and draw(_integers(0, 7)) == 7:
             batch[0] = 0
         return (*batch, *event_shape)
@@ -463,13 +477,18 @@ def _splice_positions(seed: int, count: int, numel: int) -> list[int]:
     state = seed
     for _ in range(count):
         state = (state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        mixed = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-        position = (mixed ^ (mixed >> 31)) % numel
+        position = _mix(state) % numel
         while position in positions and len(positions) < numel:
             position = (position + 1) % numel
         positions.append(position)
     return positions
+
+
+def _mix(state: int) -> int:
+    """SplitMix64's output function: unrelated outputs for neighbouring inputs."""
+    mixed = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return mixed ^ (mixed >> 31)
 
 
 def tensor_recipes(

@@ -33,9 +33,12 @@ def gradient_flow(case: LayerCase) -> None:
             f"{case.spec.name}: the output does not require grad although the input does: "
             "forward cut the result out of autograd (.data, .detach(), .item() or a new tensor?)"
         )
-    # Backpropagate ones rather than out.sum(): the sum of many outputs could
-    # overflow in low precision, the vector-Jacobian product of ones does not.
-    out.backward(torch.ones_like(out))
+    # Backpropagate a cotangent of 1/N per element rather than out.sum(): the
+    # sum of many outputs could overflow in low precision, and so could a
+    # backward reduction of ones (mean's backward sums the cotangent: 65536
+    # ones exceed float16's range); 1/N sums to 1 and stays representable
+    # (2**-20 is a float16 subnormal) for any input the size ladder draws.
+    out.backward(torch.full_like(out, 1.0 / max(out.numel(), 1)))
     missing, nonfinite = [], []
     for name, parameter in [("input", x), *module.named_parameters()]:
         if not parameter.requires_grad:
