@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 
 from properties import database, registry
 from properties.errors import SpecError
-from properties.report import KEY as REPORT_KEY, GateReport
+from properties.report import COVERAGE_KEY, KEY as REPORT_KEY, GateReport
 
 # -- Hypothesis profiles -------------------------------------------------------
 # dev: fast feedback while editing.  ci: deterministic (the same examples on
@@ -160,8 +160,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if report.failed and report.when == "call" and getattr(getattr(item, "function", None), "_layer_property", None):
-        report.sections.append(("layer gate: replay", replay_instructions(item)))
+    prop = getattr(getattr(item, "function", None), "_layer_property", None)
+    if prop and report.when == "call":
+        from properties.runner import take_coverage  # a gate test ran: the framework is imported
+
+        layer = item.callspec.params["layer"].name
+        coverage = take_coverage(layer, prop)
+        if coverage is not None:  # carried to the controller under xdist, like the layer_gate entry
+            report.user_properties.append((COVERAGE_KEY, (layer, coverage)))
+        if report.failed:
+            report.sections.append(("layer gate: replay", replay_instructions(item)))
     return report
 
 

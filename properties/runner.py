@@ -14,6 +14,7 @@ from hypothesis import given, settings as Settings, strategies as st
 
 from properties.errors import SpecError
 from properties.registry import LayerProperty, registered_properties
+from properties.report import coverage_of, merge_coverage
 from properties.spec import LayerSpec
 from properties.strategies import LayerCase, available_devices, layer_cases, seeded
 
@@ -26,6 +27,7 @@ __all__ = [
     "scaled_settings",
     "select",
     "spec_call",
+    "take_coverage",
     "why_not_run",
 ]
 
@@ -114,6 +116,7 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObjec
 
         pytest.skip(f"cannot run here: {unavailable}")
     case = data.draw(cases_for(prop, spec), label="example")
+    _record_coverage(prop, spec, case)
     extra = None if prop.extra is None else data.draw(prop.extra, label="extra")
     before = GlobalState.capture()
     try:
@@ -138,6 +141,22 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObjec
             f"{prop.name} failed on {spec.name}: running it changed torch's global state ({changed}); "
             "a layer must not change process-wide settings (restored, so other tests are unaffected)"
         )
+
+
+# The input space each (layer, property) drew in this process, until the
+# pytest plugin takes it into the test's report (see report.coverage_of).
+_coverage: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _record_coverage(prop: LayerProperty, spec: LayerSpec, case: LayerCase) -> None:
+    recipe = case.input_recipe
+    drawn = coverage_of(recipe.shape, str(recipe.dtype).removeprefix("torch."), recipe.device, recipe.regime)
+    _coverage[(spec.name, prop.name)] = merge_coverage(_coverage.get((spec.name, prop.name)), drawn)
+
+
+def take_coverage(layer: str, prop: str) -> dict[str, Any] | None:
+    """The input space that ``prop`` drew on ``layer`` since the last call (None if nothing)."""
+    return _coverage.pop((layer, prop), None)
 
 
 _probed: dict[str, str | None] = {}
