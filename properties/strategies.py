@@ -174,16 +174,17 @@ def ladder_sizes(above: int, up_to: int) -> tuple[int, ...]:
 def _ladder_rung(draw: Any, rungs: int, context: tuple[int, ...] = ()) -> int | None:
     """Which of ``rungs`` rungs this draw climbs to (one choice), or None on most draws.
 
-    Decided by a hash of the drawn number and ``context`` (the shape drawn so
-    far): Hypothesis favours some numbers and reuses a number across
-    examples, rarely with the same shape, so the hash climbs about one draw in
-    LADDER_ODDS and spreads the rungs evenly whatever the numbers are.
+    A hash of the drawn number and ``context`` (the shape drawn so far)
+    decides whether (about one draw in LADDER_ODDS, whatever numbers
+    Hypothesis favours: it reuses a number across examples, rarely with the
+    same shape) and which rung, evenly; the rung is at most the number
+    itself, so that shrinking the number lowers the rung (0 leaves the ladder).
     """
     number = draw(_LADDER_NUMBERS)
     if not (rungs and number):
         return None
     climb, rung = divmod(_mix(hash((number, *context)) & 0xFFFFFFFFFFFFFFFF), rungs)
-    return rung if climb % LADDER_ODDS == 0 else None
+    return min(rung, number - 1) if climb % LADDER_ODDS == 0 else None
 
 
 def sides(*, min_side: int = 1, max_side: int = 8, max_ladder_side: int = 4096) -> st.SearchStrategy[int]:
