@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import StopTest, UnsatisfiedAssumption
 
 from properties import runner
-from properties.registry import registered_properties
+from properties.runner import registered_properties
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,16 +132,36 @@ class GateRun:
 
 def gate_wall_time(workers: str) -> GateRun:
     """Run the default gate (``conftest.py``, ``ci`` profile) in a subprocess and time it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HYPOTHESIS_"))}
+    return _timed([*GATE_COMMAND, "-n", workers], workers)
+
+
+# What a user runs (README "Install and run"), as a user runs it: no CI
+# variable, so the default dev profile; and what .ci/run adds (the slow
+# self-tests).
+USER_COMMANDS = (
+    ("pytest -n auto", []),
+    ("pytest conftest.py -n auto", ["conftest.py"]),
+    ('pytest -n auto -m slow', ["-m", "slow"]),
+)
+
+
+def user_command_wall_time(label: str, args: list[str]) -> GateRun:
+    """Run one of ``USER_COMMANDS`` in a subprocess from the repository root and time it."""
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    return _timed([sys.executable, "-m", "pytest", *args, "-n", "auto", "-p", "no:cacheprovider", "-q"], label, env)
+
+
+def _timed(command: list[str], label: str, env: dict[str, str] | None = None) -> GateRun:
+    if env is None:
+        env = dict(os.environ)
+    env = {k: v for k, v in env.items() if not k.startswith(("PYTEST_", "HYPOTHESIS_"))}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(
-        [*GATE_COMMAND, "-n", workers], cwd=ROOT, env=env, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     summary = next((line for line in reversed(lines) if re.search(r"\d+ (passed|failed|error)", line)), "")
     summary = re.sub(r"\s+in [\d.]+s.*$", "", summary.strip("= "))
-    return GateRun(workers, seconds, cpu, done.returncode, summary or f"exit code {done.returncode}")
+    return GateRun(label, seconds, cpu, done.returncode, summary or f"exit code {done.returncode}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import platform
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any
+
+from properties.records import cpu_model, utc_now, version as _version
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
@@ -18,24 +18,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | No
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(rule) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def load_average() -> str:
@@ -55,7 +37,7 @@ def machine() -> str:
     except AttributeError:
         usable = cores
     usable_text = "" if usable == cores else f" ({usable} usable by this process)"
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = utc_now()
     return (
         f"**Machine:** {cpu_model()}, {cores} cores{usable_text}, {platform.system()} {platform.machine()}; "
         f"Python {sys.version.split()[0]}, torch {torch.__version__} "

@@ -3,7 +3,8 @@
     python -m benchmarks.run                  # the full run (about 5 minutes on 2 cores)
     python -m benchmarks.run --quick          # tiny counts, no gate timing: a smoke run
     python -m benchmarks.run --output FILE    # also write the Markdown to FILE
-    python -m benchmarks.run --update-readme  # also replace README.md's Performance section
+    python -m benchmarks.run --update-docs    # also replace the tables in docs/performance.md
+    python -m benchmarks.run --commands-only --update-docs  # only the README's commands, timed
 
 1. tensors per second of the project's strategy, of the shape-only floor and
    of ``hypothesis.extra.numpy.arrays`` + ``torch.from_numpy``, at float32
@@ -12,6 +13,9 @@
 3. examples per second of each property on each lesson layer;
 4. the wall time of the default gate (``ci`` profile) with ``-n 0`` and
    ``-n auto``, and their ratio;
+5. the wall time of the README's commands (``pytest -n auto``, the gate
+   alone, the slow self-tests that ``.ci/run`` adds); ``--update-docs`` also
+   writes them into README.md;
 then the issue's targets, each marked met or not.  Figures are ratios and
 rates measured in one run, never asserted: the exit status is 0 whatever
 they are.
@@ -25,10 +29,12 @@ import time
 from pathlib import Path
 
 from benchmarks import gate, generation, report
+from properties import records
 from properties.plugin import CI_EXAMPLES
 
+DOCS = gate.ROOT / "docs" / "performance.md"
 README = gate.ROOT / "README.md"
-START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+SECTION = "benchmarks"
 COMMAND = "python -m benchmarks.run"
 
 
@@ -53,9 +59,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--gate-repeats", type=int, default=2, help="runs of the gate per worker count, alternating, best kept (default 2)"
     )
+    parser.add_argument(
+        "--skip-commands", action="store_true", help="do not time the README's commands (pytest -n auto, ...)"
+    )
+    parser.add_argument(
+        "--commands-only",
+        action="store_true",
+        help="time only the README's commands (with --update-docs: write only the README's timings)",
+    )
     parser.add_argument("--output", type=Path, metavar="FILE", help="also write the Markdown report to FILE")
     parser.add_argument(
-        "--update-readme", action="store_true", help=f"replace README.md between {START} and {END}"
+        "--update-docs", action="store_true", help=f"replace the {SECTION} section of {DOCS.relative_to(gate.ROOT)}"
     )
     args = parser.parse_args(argv)
     quick = args.quick
@@ -64,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.seeds = args.seeds or (2 if quick else 10)
     args.property_examples = args.property_examples or (2 if quick else CI_EXAMPLES)
     args.skip_gate = args.skip_gate or quick
+    args.skip_commands = args.skip_commands or quick
     return args
 
 
@@ -186,6 +201,30 @@ def gate_section(runs: list[gate.GateRun], repeats: int) -> str:
     )
 
 
+def commands_section(runs: list[gate.GateRun]) -> str:
+    if not runs:
+        return "### 5. The README's commands\n\nNot measured in this run (`--quick` or `--skip-commands`)."
+    rows = [
+        (f"`{run.workers}`", f"{run.seconds:.0f}", f"{run.cpu_seconds:.0f}", f"{_ratio(run.cpu_seconds, run.seconds):.2f}", run.summary)
+        for run in runs
+    ]
+    return (
+        "### 5. The README's commands\n\n"
+        "Each once, from the repository root, as a user runs them (no `CI` variable: the `dev` profile); "
+        "`pytest -n auto -m slow` is what `.ci/run` adds. Columns as in section 4.\n\n"
+        + report.table(["command", "wall s", "CPU s", "cores busy", "result"], rows, "lrrrl")
+    )
+
+
+def readme_timings(runs: list[gate.GateRun]) -> str:
+    """The README's sentence on how long its commands take, from this run."""
+    took = "; ".join(f"`{run.workers}` {run.seconds:.0f} s" for run in runs)
+    return (
+        f"Measured by `{COMMAND} --commands-only --update-docs` (one run each) on {records.machine()}, {records.utc_now()}, "
+        f"load average {report.load_average()}: {took}."
+    )
+
+
 def targets_section(
     rates: dict[int, dict[str, generation.Rate]],
     shrunk: dict[str, generation.Shrunk],
@@ -234,7 +273,15 @@ def targets_section(
     return "### Targets\n\n" + report.table(["target", "measured", "met"], rows, "lll")
 
 
-def build_report(args: argparse.Namespace) -> str:
+def time_commands() -> list[gate.GateRun]:
+    runs = []
+    for label, command_args in gate.USER_COMMANDS:
+        _log(f"commands: {label} ...")
+        runs.append(gate.user_command_wall_time(label, command_args))
+    return runs
+
+
+def build_report(args: argparse.Namespace) -> tuple[str, list[gate.GateRun]]:
     started = time.perf_counter()
     machine = report.machine()
     _log("1/4 generation throughput ...")
@@ -255,44 +302,36 @@ def build_report(args: argparse.Namespace) -> str:
                 if workers not in best or run.seconds < best[workers].seconds:
                     best[workers] = run
         runs = [best["0"], best["auto"]]
+    commands = [] if args.skip_commands else time_commands()
     sections = [
         machine,
         generation_section(rates, args),
         shrinking_section(shrunk, args.seeds),
         property_section(prop_rates, args),
         gate_section(runs, args.gate_repeats),
+        commands_section(commands),
         targets_section(rates, shrunk, runs),
     ]
     footer = (
         f"*{'Quick run' if args.quick else 'Run'} took {time.perf_counter() - started:.0f} s; "
         f"load average (1/5/15 min) at the end: {report.load_average()}.*"
     )
-    return "\n\n".join([*sections, footer]) + "\n"
+    return "\n\n".join([*sections, footer]) + "\n", commands
 
 
-def readme_section(body: str) -> str:
+def docs_section(body: str) -> str:
     return (
-        "## Performance\n\n"
-        f"`{COMMAND}` (numpy is needed: `pip install -e \".[bench]\"`) measures, side by side in one run: "
-        "tensors per second of the project's strategy against Hypothesis' floor (drawing the shape only) and "
-        "`hypothesis.extra.numpy.arrays` + `torch.from_numpy`; what each shrinks \"some element > 5\" to; "
-        "examples per second of each property on each layer; and the gate's wall time with `-n 0` and "
-        "`-n auto`. It prints Markdown tables; `--quick` is a smoke run (tiny counts, no gate timing), "
-        "`--output FILE` also writes them to a file, `--update-readme` replaces this section. The figures "
-        "are rates and ratios measured in one run, not timed tests: compare rows of one run, not runs on "
-        "different machines. On a shared machine they move by a few percent from run to run, so a target "
+        f"`{COMMAND}` (numpy is needed: `pip install -e \".[bench]\"`) measures, side by side in one run:\n"
+        "tensors per second of the project's strategy against Hypothesis' floor (drawing the shape only)\n"
+        "and `hypothesis.extra.numpy.arrays` + `torch.from_numpy`; what each shrinks \"some element > 5\" to;\n"
+        "examples per second of each property on each layer; and the gate's wall time with `-n 0` and\n"
+        "`-n auto`. It prints Markdown tables; `--quick` is a smoke run (tiny counts, no gate timing),\n"
+        "`--output FILE` also writes them to a file, `--update-docs` replaces this section. The figures\n"
+        "are rates and ratios measured in one run, not timed tests: compare rows of one run, not runs on\n"
+        "different machines. On a shared machine they move by a few percent from run to run, so a target\n"
         "met by a small margin in one run may be missed in the next.\n\n"
         "Latest run:\n\n" + body
     )
-
-
-def update_readme(body: str, path: Path = README) -> None:
-    text = path.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{path}: markers {START} / {END} not found; add them where the section belongs.")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{readme_section(body)}{END}{tail}", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,13 +340,22 @@ def main(argv: list[str] | None = None) -> int:
         import numpy  # noqa: F401
     except ImportError:
         raise SystemExit('numpy is needed for the benchmarks: pip install -e ".[bench]"') from None
-    body = build_report(args)
+    if args.commands_only:
+        commands = time_commands()
+        print(commands_section(commands))
+        if args.update_docs:
+            records.write_section(README, "timings", readme_timings(commands))
+            _log(f"updated {README}")
+        return 0
+    body, commands = build_report(args)
     print("# Benchmarks\n\n" + body)
     if args.output:
         args.output.write_text("# Benchmarks\n\n" + body, encoding="utf-8")
-    if args.update_readme:
-        update_readme(body)
-        _log(f"updated {README}")
+    if args.update_docs:
+        records.write_section(DOCS, SECTION, docs_section(body))
+        if commands:
+            records.write_section(README, "timings", readme_timings(commands))
+        _log(f"updated {DOCS}")
     return 0
 
 

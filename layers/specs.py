@@ -18,7 +18,7 @@ from properties.strategies import sides
 __all__ = ["LESSON_SPECS", "centered_spec", "my_linear_spec", "my_linear_with_builtin_spec"]
 
 # Small feature counts mostly: they keep float16's bound meaningful (gamma(n)
-# grows with n) and the examples fast.  One count in 16 climbs the size ladder
+# grows with n) and the examples fast.  Some climb the size ladder
 # (strategies.sides), to reach code paths that switch at 16, 256, ... features;
 # up to 1024, so that even both counts on the ladder keep the weight (and its
 # float64 reference) within 2**20 elements.

@@ -34,7 +34,7 @@ _where = {
     "layer_property": "properties.registry",
     "register": "properties.registry",
     "registered_layers": "properties.registry",
-    "registered_properties": "properties.registry",
+    "registered_properties": "properties.runner",  # the runner imports the built-in catalogue
 }
 
 

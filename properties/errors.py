@@ -2,6 +2,10 @@
 
 __all__ = ["SpecError"]
 
+# The skip reason of a layer's properties when its spec fails spec_is_usable
+# (the report shows these cells as "not run", under the one CONFIG).
+UNUSABLE = "not run: the spec is unusable"
+
 
 class SpecError(Exception):
     """A layer spec, a property declaration or a selection is unusable.

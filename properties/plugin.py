@@ -14,16 +14,23 @@ register no layers pay nothing.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
+import re
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest._code.code import ReprEntry, ReprExceptionInfo, ReprFileLocation, ReprTraceback
+from _pytest.config import ConftestImportFailure
 from hypothesis import HealthCheck, settings
+from hypothesis.core import decode_failure
 
 from properties import database, registry
-from properties.errors import SpecError
+from properties.errors import UNUSABLE, SpecError
+from properties.profiles import profile_name
 from properties.report import COVERAGE_KEY, KEY as REPORT_KEY, GateReport
 
 # -- Hypothesis profiles -------------------------------------------------------
@@ -65,6 +72,14 @@ settings.register_profile(
 )
 PROFILE_ENV = "HYPOTHESIS_PROFILE"
 
+# torch warns "Failed to initialize NumPy" on import when numpy is missing.
+# torch works without it and the gate never converts to numpy arrays, so the
+# warning is noise in a plain `pip install -e ".[test]"` (numpy is optional).
+# pytest resets warning filters around each phase: this one is applied while
+# conftests load (pytest_load_initial_conftests) and added to the ini
+# filters for collection and tests (pytest_configure).
+NUMPY_WARNING = ("ignore", "Failed to initialize NumPy", "UserWarning")
+
 
 def default_profile() -> str:
     """``$HYPOTHESIS_PROFILE``, else ``ci`` on CI services (they set ``CI``), else ``dev``."""
@@ -95,6 +110,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAMES",
         help="comma-separated devices to draw: cpu,cuda,mps (default: all present)",
     )
+    group.addoption(
+        "--replay",
+        metavar="BLOB",
+        help="replay one failing example of one gate test: the blob its failure printed (give the test's node id)",
+    )
     group.addoption("--report-md", metavar="PATH", help="write the property x layer matrix as Markdown (CI job summary)")
     group.addoption("--report-json", metavar="PATH", help="write the property x layer results as JSON")
     database.add_options(group)
@@ -112,7 +132,16 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"Hypothesis profile {name!r} (from ${PROFILE_ENV} or $CI) is not registered; use dev, ci or nightly."
             ) from None
-    config._layer_gate_selection = _Selection.from_options(config)  # type: ignore[attr-defined]
+    config.addinivalue_line("filterwarnings", ":".join(NUMPY_WARNING))
+    config.stash[SELECTION] = _Selection.from_options(config)
+    blob = config.getoption("replay")
+    if blob is not None:
+        try:
+            decode_failure(blob.encode())
+        except Exception:
+            raise pytest.UsageError(
+                f"--replay={blob}: not a blob Hypothesis printed; copy the --replay=... of the failure's replay line."
+            ) from None
     database.configure(config)
     config.pluginmanager.register(GateReport(config), "layer-gate-report")
 
@@ -148,48 +177,165 @@ class _Selection:
                 raise pytest.UsageError(f"{option}: {pattern!r} matches nothing; known: {', '.join(names)}.")
 
 
+# What the command line selected, kept on the config (validated once in pytest_configure).
+SELECTION = pytest.StashKey["_Selection"]()
+
+
+def _gate_property(item: pytest.Item) -> str | None:
+    """The property a gate test checks; None for any other test."""
+    return getattr(getattr(item, "function", None), "_layer_property", None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> Any:
+    # A SpecError while a conftest registers its layers is the user's spec,
+    # not an import problem: show its message alone.
+    action, message, _ = NUMPY_WARNING
+    warnings.filterwarnings(action, message=message, category=UserWarning)
+    try:
+        return (yield)
+    except ConftestImportFailure as failure:
+        if isinstance(failure.cause, SpecError):
+            raise pytest.UsageError(f"{failure.path}: {failure.cause}") from None
+        raise
+
+
+def pytest_exception_interact(node: Any, call: pytest.CallInfo[Any], report: Any) -> None:
+    # The same for a conftest imported during collection (one in a subdirectory).
+    error = call.excinfo.value if call.excinfo else None
+    if isinstance(error, ConftestImportFailure) and isinstance(error.cause, SpecError):
+        report.longrepr = f"{error.path}: {error.cause}"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # After collection every conftest, and so every layer, is known.
     _check_selection_names(config)
+    _check_something_runs(config)
+    gate_items = []
     for item in items:
-        prop = getattr(getattr(item, "function", None), "_layer_property", None)
+        prop = _gate_property(item)
         if prop is not None:
             item.user_properties.append((REPORT_KEY, (item.callspec.params["layer"].name, prop)))
+            gate_items.append(item)
+    blob = config.getoption("replay")
+    if blob is not None:
+        if len(gate_items) != 1:
+            raise pytest.UsageError(
+                f"--replay replays one gate test, and {len(gate_items)} are selected: give the failing test's node id, "
+                'as its replay line does: pytest "conftest.py::test_<property>[<layer>]" --replay=BLOB'
+            )
+        from hypothesis import __version__, reproduce_failure
+
+        # The test function is shared by the layers of one property; only this one runs.
+        reproduce_failure(__version__, blob.encode())(gate_items[0].obj)
+
+
+_REPRODUCE_NOTE = re.compile(r"@reproduce_failure\('[^']*', b'([^']*)'\)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    # Hypothesis advises adding @reproduce_failure(...) to the test function,
+    # which a generated test does not have: the replay section offers the
+    # --replay command instead (see replay_instructions).
+    try:
+        return (yield)
+    except BaseException as error:
+        notes = getattr(error, "__notes__", None)
+        if _gate_property(item) is not None and notes:
+            for note in list(notes):
+                found = _REPRODUCE_NOTE.search(note)
+                if found:
+                    item.stash[_BLOB] = found.group(1)
+                    notes.remove(note)
+        raise
+
+
+_BLOB = pytest.StashKey[str]()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    prop = getattr(getattr(item, "function", None), "_layer_property", None)
-    if prop and report.when == "call":
+    prop = _gate_property(item)
+    if prop is None:
+        return report
+    spec = item.callspec.params["layer"]
+    if report.when == "call":
         from properties.runner import take_coverage  # a gate test ran: the framework is imported
 
-        layer = item.callspec.params["layer"].name
-        coverage = take_coverage(layer, prop)
+        coverage = take_coverage(spec.name, prop)
         if coverage is not None:  # carried to the controller under xdist, like the layer_gate entry
-            report.user_properties.append((COVERAGE_KEY, (layer, coverage)))
-        if report.failed:
-            report.sections.append(("layer gate: replay", replay_instructions(item)))
+            report.user_properties.append((COVERAGE_KEY, (spec.name, coverage)))
+    if report.skipped and isinstance(report.longrepr, tuple):
+        # Where the layer was registered, not where the framework generated the test.
+        path, line = registry.registered_at(spec.name) or (item.path, 0)
+        report.longrepr = (str(path), line + 1, report.longrepr[2])
+    elif report.failed and call.excinfo is not None and isinstance(call.excinfo.value, (SpecError, AssertionError)):
+        report.longrepr = _failure_at_the_layer(spec, call.excinfo.value, item.config.rootpath)
+    if report.failed and report.when == "call":
+        report.sections.append(("layer gate: replay", replay_instructions(item)))
     return report
 
 
-def replay_instructions(item: pytest.Item) -> str:
-    """How to rerun exactly this failure."""
-    options = []
-    from properties.runner import profile_name
+def _failure_at_the_layer(spec: Any, error: BaseException, rootpath: Path) -> ReprExceptionInfo:
+    """The failure's message and Hypothesis' notes, located at the layer (a
+    SpecError: where the spec was registered), not in the framework's frames."""
+    if isinstance(error, SpecError):
+        path, line = registry.registered_at(spec.name) or ("conftest.py", 0)
+        line += 1
+    else:
+        path, line = _source_of(spec.module)
+    if Path(path).is_absolute() and Path(path).is_relative_to(rootpath):
+        path = Path(path).relative_to(rootpath)
+    kind = type(error).__name__
+    text = "\n".join([f"{kind}: {error}", *getattr(error, "__notes__", ())])
+    lines = [f"E   {line_}" for line_ in text.splitlines()]
+    location = ReprFileLocation(str(path), line, kind)
+    entry = ReprEntry(lines, None, None, location, "long")
+    return ReprExceptionInfo(
+        reprtraceback=ReprTraceback([entry], None, "long"),
+        reprcrash=ReprFileLocation(str(path), line, f"{kind}: {error}"),
+    )
 
+
+def _source_of(module: Any) -> tuple[str, int]:
+    """The file and line of the layer's forward (else of its class or factory)."""
+    target = module
+    if isinstance(module, type) and "forward" in vars(module):
+        target = vars(module)["forward"]
+    try:
+        return inspect.getsourcefile(target) or "?", inspect.getsourcelines(target)[1]
+    except (OSError, TypeError):
+        return "?", 0
+
+
+def replay_command(item: pytest.Item) -> str:
+    """The command that reruns exactly this test (and this example, once its blob is known)."""
+    options = []
     profile = profile_name()
     if profile not in ("default", "dev"):
         options.append(f"--hypothesis-profile={profile}")
     seed = item.config.getoption("hypothesis_seed", None)
     if seed is not None:
         options.append(f"--hypothesis-seed={seed}")
-    command = " ".join(["pytest", repr(item.nodeid).replace("'", '"'), *options])
+    blob = item.stash.get(_BLOB, None)
+    if blob is not None:
+        options.append(f"--replay={blob}")
+    return " ".join(["pytest", repr(item.nodeid).replace("'", '"'), *options])
+
+
+def replay_instructions(item: pytest.Item) -> str:
+    """How to rerun exactly this failure."""
+    if item.stash.get(_BLOB, None) is not None:
+        return (
+            f"replay this example:  {replay_command(item)}\n"
+            "(--replay runs the shrunk example the blob encodes, on any machine with the same code and "
+            "Hypothesis version; without it the test reruns from the example database, .hypothesis/)"
+        )
     return (
-        f"rerun this test alone:  {command}\n"
-        "Hypothesis replays the shrunk example from its example database (.hypothesis/); "
-        "with print_blob on (every profile here) the failure above also shows a "
-        "@reproduce_failure(...) decorator that replays it anywhere."
+        f"rerun this test alone:  {replay_command(item)}\n"
+        "Hypothesis replays the shrunk example from its example database (.hypothesis/)."
     )
 
 
@@ -198,16 +344,61 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # shown, so the controller checks the names its conftests registered.
     is_controller = session.config.getoption("dist", "no") != "no" and not hasattr(session.config, "workerinput")
     if is_controller:
+        if session.config.getoption("replay") is not None:
+            raise pytest.UsageError("--replay runs one test in one process: leave out -n/--dist.")
         _check_selection_names(session.config)
+        _check_something_runs(session.config)
 
 
 def _check_selection_names(config: pytest.Config) -> None:
-    selection: _Selection = config._layer_gate_selection  # type: ignore[attr-defined]
+    selection = config.stash[SELECTION]
     # Names are looked up only when asked for: that imports the layers.
     if registry.anchors() and selection.layers is not None:
         selection.check_known("--layers", selection.layers, [s.name for s in registry.registered_layers()])
     if registry.anchors() and selection.properties is not None:
-        selection.check_known("--properties", selection.properties, [p.name for p in registry.registered_properties()])
+        from properties import runner  # lazy, for its cost alone: torch and the catalogue
+
+        selection.check_known("--properties", selection.properties, [p.name for p in runner.registered_properties()])
+
+
+def _check_something_runs(config: pytest.Config) -> None:
+    """A narrowing selection (--devices, --dtypes, --layers, --properties) under
+    which no property can run on any layer is a usage error: a run that checks
+    nothing must not pass."""
+    selection = config.stash[SELECTION]
+    given = {
+        option: value
+        for option, value in (
+            ("--layers", selection.layers),
+            ("--properties", selection.properties),
+            ("--dtypes", selection.dtypes),
+            ("--devices", selection.devices),
+        )
+        if value is not None
+    }
+    if not given or not registry.anchors():
+        return
+    from properties import runner
+
+    _select(selection)
+    specs = [s for s in registry.registered_layers() if selection.matches(s.name, selection.layers)]
+    props = [p for p in runner.registered_properties() if selection.matches(p.name, selection.properties)]
+    reasons = [runner.why_not_run(prop, spec) for prop in props for spec in specs]
+    if reasons and all(reasons):
+        options = " ".join(f"{option}={','.join(value)}" for option, value in given.items())
+        raise pytest.UsageError(
+            f"{options}: nothing to check, every test would be skipped ({len(reasons)} of {len(reasons)}); "
+            f"for example: {reasons[0]}. Change {' or '.join(given)}."
+        )
+
+
+def _select(selection: _Selection) -> None:
+    from properties import runner
+
+    runner.select(
+        dtypes=None if selection.dtypes is None else [_dtype(d) for d in selection.dtypes],
+        devices=selection.devices,
+    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -220,29 +411,33 @@ class LayerGate(pytest.Module):
     """The tests of one conftest's registered layers: one function per property."""
 
     def _getobj(self) -> types.ModuleType:
-        from properties import runner
+        from properties import runner  # lazy, for its cost alone: torch and the catalogue
 
         _configure_torch_for_worker()
-        selection: _Selection = self.config._layer_gate_selection  # type: ignore[attr-defined]
-        runner.select(
-            dtypes=None if selection.dtypes is None else [_dtype(d) for d in selection.dtypes],
-            devices=selection.devices,
-        )
+        selection = self.config.stash[SELECTION]
+        _select(selection)
         try:
             specs = registry.registered_layers(self.path.resolve())
         except SpecError as error:
             raise self.CollectError(str(error)) from None
-        props = registry.registered_properties()
+        props = [p for p in runner.registered_properties() if selection.matches(p.name, selection.properties)]
         specs = [s for s in specs if selection.matches(s.name, selection.layers)]
+        # A spec that fails spec_is_usable on its simplest example gets that one
+        # CONFIG; its other properties are not run (each would fail the same way).
+        unusable = set()
+        if any(p.name == runner.SPEC_CHECK for p in props):
+            unusable = {s.name for s in specs if runner.spec_problem(s) is not None}
         module = types.ModuleType(f"layer_gate[{self.path}]")
         module.__file__ = str(self.path)
         for prop in props:
-            if not selection.matches(prop.name, selection.properties) or not specs:
+            if not specs:
                 continue
             self.config.addinivalue_line("markers", f"{prop.family}: property family {prop.family}")
             params = []
             for spec in specs:
                 reason = runner.why_not_run(prop, spec)
+                if not reason and spec.name in unusable and prop.name != runner.SPEC_CHECK:
+                    reason = f"{UNUSABLE} (see {runner.SPEC_CHECK}[{spec.name}])"
                 marks = [pytest.mark.skip(reason=reason)] if reason else []
                 params.append(pytest.param(spec, id=spec.name, marks=marks))
 
@@ -253,7 +448,7 @@ class LayerGate(pytest.Module):
 
 def _property_test(prop: Any, params: list[Any]) -> Any:
     """``test_<property>(layer)``: a Hypothesis test parametrized over the layers."""
-    from properties.runner import property_test, scaled_settings
+    from properties.runner import property_test, scaled_settings  # lazy, for its cost alone (torch)
 
     test = property_test(prop, settings=scaled_settings(prop) if prop.examples_scale != 1.0 else None)
     test._layer_property = prop.name  # type: ignore[attr-defined]  (read by the report)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from properties.domains import ALL_REGIMES, ValueDomain
 from properties.errors import SpecError
 
 __all__ = [
@@ -34,10 +35,9 @@ __all__ = [
 _layers: dict[str, tuple[Any, Path | None]] = {}
 _pending: list[tuple[str, Path | None]] = []  # import paths not yet imported, and their conftest
 _properties: dict[str, "LayerProperty"] = {}
-
-# The value regimes of ``properties.strategies.tensors``.
-ALL_REGIMES = ("zeros", "constant", "ordinary", "tiny", "huge", "mixed")
-
+# The line of the register() call of each layer (by name) and import path, in its conftest.
+_lines: dict[str, int | None] = {}
+_pending_lines: dict[str, int | None] = {}
 
 def register(*specs: Any) -> None:
     """Register layer specs with the gate.
@@ -50,7 +50,7 @@ def register(*specs: Any) -> None:
     from the same file (pytest may import a conftest twice) is harmless; a
     different spec under a taken name is an error.
     """
-    anchor = _calling_conftest()
+    anchor, line = _calling_conftest()
     for spec in specs:
         if isinstance(spec, str):
             module, _, name = spec.partition(":")
@@ -61,11 +61,15 @@ def register(*specs: Any) -> None:
                 )
             if (spec, anchor) not in _pending:
                 _pending.append((spec, anchor))
+                _pending_lines[spec] = line
         else:
             _register_spec(spec, anchor)
+            _lines[spec.name] = line
 
 
 def _register_spec(spec: Any, anchor: Path | None, source: str | None = None) -> None:
+    # Imported here, not at the top, for its cost alone (no cycle: properties.spec
+    # imports only errors): it imports torch, which the plugin must not.
     from properties.spec import LayerSpec
 
     if not isinstance(spec, LayerSpec):
@@ -101,6 +105,7 @@ def _import_pending() -> None:
         del _pending[0]
         for spec in value if isinstance(value, (list, tuple)) else [value]:
             _register_spec(spec, anchor, path)
+            _lines[spec.name] = _pending_lines.get(path)
 
 
 def unregister(*names: str) -> None:
@@ -123,14 +128,21 @@ def anchors() -> set[Path]:
     return {where for _, where in (*_layers.values(), *_pending) if where is not None}
 
 
-def _calling_conftest() -> Path | None:
+def registered_at(name: str) -> tuple[Path, int] | None:
+    """The conftest and the (0-based) line that registered layer ``name``, if known."""
+    anchor = _layers[name][1] if name in _layers else None
+    line = _lines.get(name)
+    return None if anchor is None or line is None else (anchor, line - 1)
+
+
+def _calling_conftest() -> tuple[Path | None, int | None]:
     frame = sys._getframe(2)
     while frame is not None:
         filename = Path(frame.f_code.co_filename)
         if filename.name == "conftest.py":
-            return filename.resolve()
+            return filename.resolve(), frame.f_lineno
         frame = frame.f_back
-    return None
+    return None, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,8 +203,6 @@ def layer_property(
     Its docstring's first line is its description.  ``regimes``,
     ``max_splices``, ``limit`` and ``sparse`` make its ``ValueDomain``.
     """
-    from properties.strategies import ValueDomain
-
     requires = tuple(requires)
     try:
         values = ValueDomain(tuple(regimes), max_splices, limit, sparse)
@@ -203,7 +213,7 @@ def layer_property(
 
     def decorate(check: Callable[[Any], None]) -> Callable[[Any], None]:
         name = check.__name__
-        from properties.spec import LayerSpec
+        from properties.spec import LayerSpec  # for its cost alone (torch), as in _register_spec
 
         fields = {f.name for f in dataclasses.fields(LayerSpec)}
         unknown_facts = [r for r in requires if r not in fields]
@@ -229,7 +239,12 @@ def layer_property(
 
 
 def registered_properties() -> list[LayerProperty]:
-    """Every registered property, built-in catalogue first."""
-    import properties.catalogue  # noqa: F401  (registers the built-in properties)
+    """Every property registered so far, in registration order.
 
+    The built-in catalogue registers itself when imported, and
+    ``properties.runner`` (which runs properties) imports it: use
+    ``properties.registered_properties`` (or ``runner.registered_properties``)
+    for the full list.  The registry does not import the catalogue itself:
+    the catalogue imports the registry.
+    """
     return list(_properties.values())

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from properties.errors import UNUSABLE
+
 KEY = "layer_gate"
 COVERAGE_KEY = "layer_gate_coverage"
 SYMBOL = {
@@ -143,13 +145,15 @@ class GateReport:
             return "-"
         if entry["outcome"] == "skipped" and entry["reason"].startswith("not applicable"):
             return "n/a"
+        if entry["outcome"] == "skipped" and entry["reason"].startswith(UNUSABLE):
+            return "not run"
         return SYMBOL[entry["outcome"]]
 
     def _notes(self) -> list[str]:
         """Why each cell that is neither pass nor n/a is what it is."""
         notes = []
         for (layer, prop), entry in sorted(self.results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            if self._cell(layer, prop) not in ("pass", "n/a"):
+            if self._cell(layer, prop) not in ("pass", "n/a", "not run"):  # not run: the CONFIG says why
                 notes.append(f"{prop} [{layer}] {SYMBOL[entry['outcome']]}: {entry['reason']}")
         return notes
 
@@ -161,8 +165,7 @@ class GateReport:
         header, rows = self.rows()
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-        counts = self.counts()
-        lines.append(", ".join(f"{n} {k}" for k, n in counts.items() if n) + "  (n/a: the spec does not declare what the property needs)")
+        lines.append(self._totals("  "))
         return lines + self._notes()
 
     def coverage_lines(self) -> list[str]:
@@ -174,8 +177,7 @@ class GateReport:
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         lines += ["| " + " | ".join(f"`{r[0]}`" if i == 0 else c for i, c in enumerate(r)) + " |" for r in rows]
-        counts = self.counts()
-        lines += ["", ", ".join(f"{n} {k}" for k, n in counts.items() if n) + " (n/a: not applicable to the layer's spec)"]
+        lines += ["", self._totals(" ")]
         notes = self._notes()
         if notes:
             lines += ["", *(f"- {note}" for note in notes)]
@@ -183,8 +185,22 @@ class GateReport:
             lines += ["", "### Input space the examples covered", "", *(f"- {line}" for line in self.coverage_lines())]
         return "\n".join(lines) + "\n"
 
+    def _totals(self, gap: str) -> str:
+        """"3 pass, 1 FAIL, ..." and a legend for the cells that need one."""
+        counts = self.counts()
+        legend = [
+            text
+            for cell, text in (
+                ("n/a", "n/a: the spec does not declare what the property needs"),
+                ("not run", "not run: the layer's spec is unusable, see its CONFIG"),
+            )
+            if counts[cell]
+        ]
+        totals = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        return totals + (f"{gap}({'; '.join(legend)})" if legend else "")
+
     def counts(self) -> dict[str, int]:
-        counts = {name: 0 for name in (*SYMBOL.values(), "n/a")}
+        counts = {name: 0 for name in (*SYMBOL.values(), "n/a", "not run")}
         for layer, prop in self.results:
             counts[self._cell(layer, prop)] += 1
         return counts

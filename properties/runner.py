@@ -1,7 +1,11 @@
 """Running one property on one layer: draw an example, call the check.
 
 Shared by the pytest plugin (one test per property x layer) and by
-``check_layer`` for programmatic use and the framework's self-tests.
+``check_layer`` for programmatic use and the framework's self-tests.  This is
+the module that runs properties, so it imports the built-in catalogue (which
+registers them); ``registered_properties`` from here lists it and whatever
+else has been registered.  ``spec_call`` and ``profile_name`` are re-exported
+from ``properties.spec`` and ``properties.profiles``.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from hypothesis import given, settings as Settings, strategies as st
+from hypothesis import HealthCheck, Phase, find, given, settings as Settings, strategies as st
 
+import properties.catalogue  # noqa: F401  (importing it registers the built-in properties)
+from properties.cases import LayerCase, seeded
 from properties.errors import SpecError
+from properties.profiles import profile_name
 from properties.registry import LayerProperty, registered_properties
 from properties.report import coverage_of, merge_coverage
-from properties.spec import LayerSpec
-from properties.strategies import LayerCase, available_devices, layer_cases, seeded
+from properties.spec import LayerSpec, spec_call
+from properties.strategies import available_devices, layer_cases
 
 __all__ = [
     "GlobalState",
@@ -24,12 +31,17 @@ __all__ = [
     "check_property_once",
     "profile_name",
     "property_test",
+    "registered_properties",
     "scaled_settings",
     "select",
     "spec_call",
+    "spec_problem",
     "take_coverage",
     "why_not_run",
 ]
+
+# The property that checks the spec itself (see spec_problem).
+SPEC_CHECK = "spec_is_usable"
 
 # What the run selected (``--dtypes``/``--devices``); None means everything.
 _selected: dict[str, tuple[Any, ...] | None] = {"dtypes": None, "devices": None}
@@ -39,19 +51,6 @@ def select(*, dtypes: Sequence[torch.dtype] | None = None, devices: Sequence[str
     """Narrow every example of this process to these dtypes and devices."""
     _selected["dtypes"] = None if dtypes is None else tuple(dtypes)
     _selected["devices"] = None if devices is None else tuple(devices)
-
-
-def spec_call(spec: LayerSpec, field: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call something the spec provided; its exceptions become a SpecError naming the field."""
-    try:
-        return function(*args, **kwargs)
-    except SpecError:
-        raise
-    except Exception as error:
-        raise SpecError(
-            f"LayerSpec {spec.name!r}, field {field!r} raised {type(error).__name__}: {error}. "
-            "This is a problem with the spec, not a verdict on the layer: fix the field."
-        ) from error
 
 
 def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCase]:
@@ -65,12 +64,6 @@ def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCa
         only_devices=_selected["devices"],
         values=prop.values,
     )
-
-
-def profile_name() -> str:
-    """The loaded Hypothesis profile, without the suffixes of profiles derived from it
-    (``nightly-with-example-db`` is ``nightly``)."""
-    return Settings.get_current_profile_name().split("-with-")[0]
 
 
 def why_not_run(prop: LayerProperty, spec: LayerSpec) -> str | None:
@@ -98,6 +91,33 @@ def why_not_run(prop: LayerProperty, spec: LayerSpec) -> str | None:
 
 def _names(dtypes: Sequence[torch.dtype] | None) -> str:
     return "all dtypes" if dtypes is None else ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+
+
+def spec_problem(spec: LayerSpec) -> SpecError | None:
+    """The SpecError ``spec_is_usable`` raises on the spec's simplest example, or None.
+
+    Cheap (one example, found without running the catalogue): the plugin calls
+    it once per layer at collection.  Other exceptions are not the spec's
+    problem; the properties report them.
+    """
+    prop = next(p for p in registered_properties() if p.name == SPEC_CHECK)
+    if why_not_run(prop, spec):
+        return None
+    simplest = Settings(
+        database=None, max_examples=10, phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck)
+    )
+    before = GlobalState.capture()
+    try:
+        case = find(cases_for(prop, spec), lambda _: True, settings=simplest)
+        with seeded(case.module_seed + 2):
+            prop.check(case)
+    except SpecError as error:
+        return error
+    except Exception:
+        return None
+    finally:
+        before.restore_and_diff()
+    return None
 
 
 def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObject) -> None:
@@ -182,6 +202,9 @@ class GlobalState:
         self.deterministic_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         self.threads = torch.get_num_threads()
         self.anomaly = torch.is_anomaly_enabled()
+        # TF32 on CUDA changes float32 products' rounding (and their bounds).
+        self.matmul_precision = torch.get_float32_matmul_precision()
+        self.cudnn_tf32 = torch.backends.cudnn.allow_tf32
 
     capture = classmethod(lambda cls: cls())
 
@@ -203,6 +226,8 @@ class GlobalState:
             ),
             ("threads", "thread count", lambda: torch.set_num_threads(self.threads)),
             ("anomaly", "anomaly detection", lambda: torch.autograd.set_detect_anomaly(self.anomaly)),
+            ("matmul_precision", "float32 matmul precision", lambda: torch.set_float32_matmul_precision(self.matmul_precision)),
+            ("cudnn_tf32", "cuDNN TF32", lambda: setattr(torch.backends.cudnn, "allow_tf32", self.cudnn_tf32)),
         ):
             if getattr(now, field) != getattr(self, field):
                 changed.append(f"{label} {getattr(self, field)} -> {getattr(now, field)}")

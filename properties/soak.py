@@ -2,20 +2,29 @@
 
     python -m properties.soak                      # 20 seeds of the ci example count, 3 nightly seeds
     python -m properties.soak --seeds 5 --nightly-seeds 0 -- conftest.py -n auto
+    python -m properties.soak --update-docs        # also record the result in docs/reliability.md
 
 Each run is ``pytest <args> --hypothesis-profile=soak|nightly --hypothesis-seed=N``
 (``soak`` is the ``ci`` profile's example count, not derandomized and without
 the example database, so every seed explores different examples).  It prints
-one line per run and a summary, and exits non-zero if any run failed.
+one line per run and a summary, and exits non-zero if any run failed.  With
+``--update-docs[=NAME]`` it also writes them, with the date, the machine and
+the command, into the section NAME (default ``soak``) of docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+from properties import records
+
+DOCS = Path("docs") / "reliability.md"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20, help="runs with the soak profile (ci's example count)")
     parser.add_argument("--nightly-seeds", type=int, default=3, help="runs with the nightly profile")
     parser.add_argument("--first-seed", type=int, default=1, help="seeds are first-seed, first-seed + 1, ...")
+    parser.add_argument(
+        "--update-docs", nargs="?", const="soak", metavar="NAME",
+        help=f"also write the result into the section NAME (default: soak) of {DOCS} (run from the repository root)",
+    )
     parser.add_argument("pytest_args", nargs="*", default=None, help="pytest arguments (default: conftest.py -n auto)")
     options = parser.parse_args(argv)
     pytest_args = options.pytest_args or ["conftest.py", "-n", "auto"]
@@ -31,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     failed_runs = 0
     totals = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     started = time.perf_counter()
+    date, machine = records.utc_now(), records.machine()
+    lines = []
     for profile, seed in runs:
         command = [
             sys.executable, "-m", "pytest", *pytest_args, "-q", "-p", "no:cacheprovider",
@@ -43,18 +58,27 @@ def main(argv: list[str] | None = None) -> int:
             totals[key] += counts.get(key, 0)
         ok = result.returncode == 0
         failed_runs += not ok
-        print(
+        lines.append(
             f"{profile:8} seed {seed:4}: {'ok  ' if ok else 'FAIL'} "
             f"{counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, {counts.get('skipped', 0)} skipped "
-            f"in {time.perf_counter() - began:.0f} s",
-            flush=True,
+            f"in {time.perf_counter() - began:.0f} s"
         )
+        print(lines[-1], flush=True)
         if not ok:
             print("\n".join(result.stdout.splitlines()[-40:]), flush=True)
-    print(
+    summary = (
         f"soak: {len(runs)} runs, {failed_runs} failed; {totals['passed']} tests passed, {totals['failed']} failed, "
         f"{totals['error']} errors in {time.perf_counter() - started:.0f} s"
     )
+    print(summary)
+    if options.update_docs:
+        command = shlex.join(["python", "-m", "properties.soak", *(argv if argv is not None else sys.argv[1:])])
+        records.write_section(
+            DOCS,
+            options.update_docs,
+            f"Latest run of `{command}`, started {date} on {machine}:\n\n"
+            + "```\n" + "\n".join([*lines, summary]) + "\n```\n",
+        )
     return 1 if failed_runs else 0
 
 

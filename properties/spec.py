@@ -18,7 +18,7 @@ from hypothesis.strategies import SearchStrategy
 
 from properties.errors import SpecError
 
-__all__ = ["LayerSpec", "FLOAT_DTYPES", "DEVICES"]
+__all__ = ["LayerSpec", "FLOAT_DTYPES", "DEVICES", "spec_call"]
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 DEVICES = ("cpu", "cuda", "mps")
@@ -91,6 +91,11 @@ class LayerSpec:
         ``{name: distribution}`` (see ``properties.distributions``): what the
         constructor draws each parameter from; a function of the constructor
         arguments where the distribution depends on them.
+    ``accumulation``
+        Where the layer accumulates sums and evaluates functions: ``"torch"``
+        (float16/bfloat16 in float32, as torch's own kernels) or
+        ``"working"`` (in the working dtype itself, a looser bound); the
+        reference is evaluated under ``tolerances.accumulating(accumulation)``.
     """
 
     name: str
@@ -118,6 +123,7 @@ class LayerSpec:
     output_event_shape: tuple[int, ...] | Callable[[Mapping[str, Any]], tuple[int, ...]] | None = None
     relu_of: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None
     parameter_init: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    accumulation: str = "torch"
     max_ladder_side: int = 4096
     max_elements: int = 2**20
 
@@ -180,6 +186,13 @@ class LayerSpec:
             isinstance(k, str) and callable(v) for k, v in self.equivalents.items()
         ):
             raise bad("equivalents", "is not a dict of name -> function", "Pass {'name': make_twin_from(module)}.")
+        if self.accumulation not in ("torch", "working"):
+            raise bad(
+                "accumulation",
+                f"{self.accumulation!r} is not 'torch' or 'working'",
+                "Leave it out (float16/bfloat16 accumulate in float32, as torch does), "
+                "or pass 'working' for a layer that accumulates in its own dtype.",
+            )
 
     # -- derived facts -------------------------------------------------------
 
@@ -223,6 +236,19 @@ class LayerSpec:
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))  # Hypothesis' failure report: the name, not every field
+
+
+def spec_call(spec: LayerSpec, field: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call something the spec provided; its exceptions become a SpecError naming the field."""
+    try:
+        return function(*args, **kwargs)
+    except SpecError:
+        raise
+    except Exception as error:
+        raise SpecError(
+            f"LayerSpec {spec.name!r}, field {field!r} raised {type(error).__name__}: {error}. "
+            "This is a problem with the spec, not a verdict on the layer: fix the field."
+        ) from error
 
 
 def _is_shape(value: object) -> bool:

@@ -13,18 +13,18 @@ inside ``seeded()``, which restores it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from properties.registry import ALL_REGIMES
+from properties.cases import LayerCase, seeded
+from properties.domains import ALL_REGIMES, ValueDomain
 from properties.spec import DEVICES, FLOAT_DTYPES, LayerSpec
 
 __all__ = [
@@ -311,32 +311,6 @@ def _finite_floats(dtype: torch.dtype) -> st.SearchStrategy[float]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ValueDomain:
-    """Which input values a property's examples draw (all of them by default).
-
-    ``regimes``: value regimes; ``max_splices``: explicitly drawn elements
-    spliced in (special values); ``limit``: a cap on magnitudes, a number or
-    ``"moderate"`` (about the square root of the dtype's range, see
-    ``moderate_limit``); ``sparse``: whether tensors other than zeros may
-    keep a single element (the rest exact zeros).
-    """
-
-    regimes: tuple[str, ...] = ALL_REGIMES
-    max_splices: int = 3
-    limit: float | str | None = None
-    sparse: bool = True
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.regimes) - set(ALL_REGIMES))
-        if not self.regimes or unknown:
-            raise InvalidArgument(f"ValueDomain(regimes={self.regimes!r}): choose from {ALL_REGIMES}.")
-        if not (self.limit is None or self.limit == "moderate" or (isinstance(self.limit, (int, float)) and self.limit > 0)):
-            raise InvalidArgument(f"ValueDomain(limit={self.limit!r}): a positive number, 'moderate' or None.")
-        if not (isinstance(self.max_splices, int) and 0 <= self.max_splices <= 32):
-            raise InvalidArgument(f"ValueDomain(max_splices={self.max_splices!r}): a whole number from 0 to 32.")
-
-
-@dataclasses.dataclass(frozen=True)
 class TensorRecipe:
     """What a drawn tensor is made of; ``materialize()`` makes it."""
 
@@ -534,84 +508,6 @@ def tensors(
         return recipe.materialize()
 
     return draw_tensor()
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run a block with torch's CPU generator seeded, restoring its state after.
-
-    Module initialization and random layers (dropout) then depend only on what
-    Hypothesis drew, and nothing leaks into other tests.  About 2 µs, where
-    ``torch.manual_seed`` costs ~100 µs (it seeds every device).
-    """
-    generator = torch.default_generator
-    state = generator.get_state()
-    generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        generator.set_state(state)
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerCase:
-    """One drawn example: constructor arguments, an input recipe and a module seed."""
-
-    spec: LayerSpec
-    constructor_args: Mapping[str, Any]
-    input_recipe: TensorRecipe
-    module_seed: int
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.input_recipe.dtype
-
-    @property
-    def device(self) -> str:
-        return self.input_recipe.device
-
-    def make_input(self, *, requires_grad: bool = False) -> torch.Tensor:
-        """A fresh copy of the drawn input."""
-        return self.input_recipe.materialize().requires_grad_(requires_grad)
-
-    def build(self, *, dtype: torch.dtype | None = None, device: str | None = None) -> torch.nn.Module:
-        """The layer, initialized from the drawn seed, in train mode.
-
-        Built on the CPU and moved, so that the same seed gives the same
-        parameters on every device.
-        """
-        dtype = self.dtype if dtype is None else dtype
-        device = self.device if device is None else device
-        module = self.construct(**({"dtype": dtype} if self.spec.factory_kwargs else {}))
-        return module.to(device=device, dtype=dtype).train()
-
-    def construct(self, **factory_kwargs: Any) -> torch.nn.Module:
-        """Call the spec's constructor with the drawn arguments, RNG seeded from the draw."""
-        from properties.errors import SpecError
-        from properties.runner import spec_call
-
-        with seeded(self.module_seed):
-            module = spec_call(self.spec, "module", self.spec.module, **self.constructor_args, **factory_kwargs)
-        if not isinstance(module, torch.nn.Module):
-            raise SpecError(
-                f"LayerSpec {self.spec.name!r}, field 'module': calling it returned {type(module).__name__}, "
-                "not an nn.Module."
-            )
-        return module
-
-    def run(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``module(x)`` with torch's RNG seeded from the drawn seed (for dropout & co)."""
-        with seeded(self.module_seed + 1):
-            return module(x)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(repr(self))
-
-    def __repr__(self) -> str:
-        return (
-            f"LayerCase({self.spec.name}, constructor_args={dict(self.constructor_args)!r}, "
-            f"input={self.input_recipe!r}, module_seed={self.module_seed})"
-        )
 
 
 @st.composite

@@ -1,5 +1,8 @@
 """Shared helpers for the framework's self-tests."""
 
+import os
+from pathlib import Path
+
 import pytest
 from hypothesis import settings
 
@@ -13,6 +16,17 @@ def gate_settings():
     return GATE_SETTINGS
 
 pytest_plugins = ["pytester"]
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _lesson_layers_importable_in_subprocesses(monkeypatch):
+    """``layers`` is not installed (only the framework is): the pytest runs that
+    self-tests start in other directories find it on PYTHONPATH, as the
+    repository's own runs find it under the rootdir."""
+    path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", str(REPOSITORY) + (os.pathsep + path if path else ""))
 
 
 def pytest_terminal_summary(terminalreporter):

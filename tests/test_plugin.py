@@ -32,7 +32,7 @@ def test_textbook_forward_fails_the_gate_with_a_useful_message(pytester):
     # Hypothesis' heading for the shrunk example (older releases: "Falsifying example").
     assert "Failing test case: test_gradient_flow(" in out or "Falsifying example: test_gradient_flow(" in out
     assert "LayerCase(MyLinear, constructor_args={'in_units': 1, 'units': 1}" in out
-    assert "@reproduce_failure" in out
+    assert '--hypothesis-profile=ci --replay=' in out  # the blob, in a command that replays it
 
 
 def test_correct_layers_pass_and_not_applicable_properties_say_why(pytester):

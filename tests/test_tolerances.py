@@ -82,3 +82,178 @@ def test_the_mean_of_an_empty_tensor_is_nan():
 def test_shape_mismatch_is_reported():
     with pytest.raises(tol.ToleranceExceeded, match="shape"):
         tol.assert_within_bound(torch.zeros(2, 3), tol.exact(torch.zeros(3, 2)))
+
+
+# -- where torch accumulates, and the issue's sharpness cases ---------------------------
+
+import dataclasses  # noqa: E402
+
+import hypothesis  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from properties import LayerSpec, SpecError, check_layer  # noqa: E402
+from properties.runner import GlobalState  # noqa: E402
+
+SHARPNESS = settings(max_examples=100, derandomize=True, database=None, deadline=None, print_blob=False)
+
+
+class LinearInBfloat16(nn.Module):
+    """A float16 linear layer that secretly computes in bfloat16 (the mutant)."""
+
+    def __init__(self, features, device=None, dtype=None):
+        super().__init__()
+        self.linear = nn.Linear(features, 3, device=device, dtype=dtype)
+
+    def forward(self, x):
+        w, b = self.linear.weight, self.linear.bias
+        return F.linear(x.bfloat16(), w.bfloat16(), b.bfloat16()).to(x.dtype)
+
+
+class PlainLinear(LinearInBfloat16):
+    def forward(self, x):
+        return self.linear(x)
+
+
+def _linear_spec(module, features):
+    return LayerSpec(
+        name=module.__name__,
+        module=module,
+        constructor_args={"features": features},
+        input_event_shape=(features,),
+        output_event_shape=(3,),
+        dtypes=(torch.float16,),
+        per_sample=True,
+        reference=lambda m, x: tol.linear(x, tol.exact(m.linear.weight).mT, tol.exact(m.linear.bias)),
+    )
+
+
+@pytest.mark.parametrize("features", [8, 32])
+def test_a_float16_linear_computed_in_bfloat16_is_caught(features):
+    check_layer(_linear_spec(PlainLinear, features), ["matches_reference"], settings=SHARPNESS)
+    with pytest.raises(AssertionError, match="matches_reference failed on LinearInBfloat16"):
+        check_layer(_linear_spec(LinearInBfloat16, features), ["matches_reference"], settings=SHARPNESS)
+
+
+class Centered(nn.Module):
+    def forward(self, x):
+        return x - x.mean()
+
+
+class CenteredOffByHalf(nn.Module):
+    def forward(self, x):
+        return x - x.mean() + 0.5
+
+
+def _centering_spec(module, accumulation="torch"):
+    return LayerSpec(
+        name=module.__name__,
+        module=module,
+        factory_kwargs=False,
+        input_event_shape=(256,),
+        batch_dims=(0, 0),
+        dtypes=(torch.bfloat16,),
+        reference=lambda m, x: tol.subtract(x, tol.mean(x)),
+        accumulation=accumulation,
+    )
+
+
+def test_a_bfloat16_centering_off_by_half_over_256_elements_is_caught():
+    check_layer(_centering_spec(Centered), ["matches_reference"], settings=SHARPNESS)
+    with pytest.raises(AssertionError, match="matches_reference failed on CenteredOffByHalf"):
+        check_layer(_centering_spec(CenteredOffByHalf), ["matches_reference"], settings=SHARPNESS)
+
+
+class CenteredSummingInBfloat16(nn.Module):
+    """Sums in bfloat16 one element at a time: deliberately low-precision accumulation."""
+
+    def forward(self, x):
+        total = torch.zeros((), dtype=x.dtype)
+        for value in x.reshape(-1):
+            total = total + value
+        return x - total / x.numel()
+
+
+def _sequential_spec(accumulation):
+    return dataclasses.replace(
+        _centering_spec(CenteredSummingInBfloat16, accumulation), input_event_shape=(64,), name=f"sequential_{accumulation}"
+    )
+
+
+def test_a_spec_declares_a_looser_accumulation():
+    # Judged as if it accumulated in float32, the layer fails; declared, it passes.
+    with pytest.raises(AssertionError, match="matches_reference failed on sequential_torch"):
+        check_layer(_sequential_spec("torch"), ["matches_reference"], settings=SHARPNESS)
+    check_layer(_sequential_spec("working"), ["matches_reference"], settings=SHARPNESS)
+    with pytest.raises(SpecError, match="accumulation"):
+        _sequential_spec("bfloat16")
+
+
+def test_low_precision_bounds_use_float32_accumulation_and_one_rounding():
+    x = tol.exact(torch.ones(300, dtype=torch.bfloat16))
+    assert tol.mean(x).error.item() < 4 * tol.unit_roundoff(torch.bfloat16)
+    with tol.accumulating("working"):
+        assert math.isinf(tol.mean(x).error.item())  # gamma(300) in bfloat16 is infinite
+    with pytest.raises(ValueError, match="working"):
+        with tol.accumulating("float8"):
+            pass
+
+
+def test_an_infinite_bound_is_an_event_never_a_silent_claim(monkeypatch):
+    seen = []
+    monkeypatch.setattr(hypothesis, "event", lambda text, payload="": seen.append(text))
+
+    @settings(max_examples=1, database=None)
+    @given(st.just(None))
+    def run(_):
+        with tol.accumulating("working"):
+            expected = tol.mean(tol.exact(torch.ones(300, dtype=torch.bfloat16)))
+        tol.assert_within_bound(torch.tensor(5.0), expected)  # no claim there
+
+    run()
+    assert "bound: infinite in bfloat16 (n=300)" in seen
+    assert any(text.startswith("bound: infinite for some elements") for text in seen)
+
+
+def test_the_float64_reference_rounding_is_part_of_the_bound():
+    x = torch.tensor([1e16, 1.0, -1e16], dtype=torch.float64)
+    bound = tol.sum(tol.exact(x)).error.item()
+    one_side = tol.gamma(2, torch.float64) * 2e16
+    assert bound >= 2 * one_side  # the layer's rounding and the reference's own
+    tol.assert_within_bound(x.sum(), tol.sum(tol.exact(x)))
+
+
+def _tf32(t):
+    """Round float32 to TF32's 10-bit mantissa, as tensor cores do."""
+    mantissa, exponent = torch.frexp(t.double())
+    return torch.ldexp(torch.round(mantissa * 2**11) / 2**11, exponent)
+
+
+def _on_cuda(b):
+    return dataclasses.replace(b, device="cuda")
+
+
+def test_tf32_products_on_cuda_get_the_tf32_bound():
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(8, 64, generator=g), torch.randn(64, 5, generator=g)
+    tf32_result = (_tf32(x) @ _tf32(w)).float()
+    before = GlobalState.capture()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        strict = tol.matmul(_on_cuda(tol.exact(x)), _on_cuda(tol.exact(w)))
+        with pytest.raises(tol.ToleranceExceeded):
+            tol.assert_within_bound(tf32_result, strict)
+        torch.set_float32_matmul_precision("high")
+        loose = tol.matmul(_on_cuda(tol.exact(x)), _on_cuda(tol.exact(w)))
+        tol.assert_within_bound(tf32_result, loose)
+        assert bool((tol.matmul(tol.exact(x), tol.exact(w)).error == strict.error).all())  # CPU: never TF32
+        xc, wc = torch.randn(2, 4, 16, generator=g), torch.randn(3, 4, 5, generator=g)
+        tf32_conv = F.conv1d(_tf32(xc), _tf32(wc)).float()
+        torch.backends.cudnn.allow_tf32 = False
+        with pytest.raises(tol.ToleranceExceeded):
+            tol.assert_within_bound(tf32_conv, tol.conv1d(_on_cuda(tol.exact(xc)), _on_cuda(tol.exact(wc))))
+        torch.backends.cudnn.allow_tf32 = True
+        tol.assert_within_bound(tf32_conv, tol.conv1d(_on_cuda(tol.exact(xc)), _on_cuda(tol.exact(wc))))
+    finally:
+        changed = before.restore_and_diff()
+    assert "float32 matmul precision" in changed and torch.get_float32_matmul_precision() == "highest"

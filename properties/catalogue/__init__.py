@@ -20,4 +20,5 @@ from properties.catalogue import (  # noqa: F401  (importing registers them)
     numerics,
     serialization,
     structure,
+    stateful,
 )

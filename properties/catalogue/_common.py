@@ -1,4 +1,5 @@
-"""Helpers the properties share: the spec's reference, and comparing two outputs."""
+"""Helpers the properties share: the exact output (the spec's reference, or the
+layer's float64 twin where none is declared), and comparing two outputs."""
 
 from __future__ import annotations
 
@@ -7,20 +8,40 @@ from typing import Any
 import torch
 
 from properties import tolerances
+from properties.cases import LayerCase
+from properties.comparison import Float64Twin, agreement_bound, float64_twin
 from properties.errors import SpecError
-from properties.runner import spec_call
-from properties.strategies import LayerCase
+from properties.spec import spec_call
 
 
 def reference(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tolerances.Bounded:
     """The spec's exact reference for this module and input, checked to be usable."""
-    expected = spec_call(case.spec, "reference", case.spec.reference, module, tolerances.exact(x))
+    with tolerances.accumulating(case.spec.accumulation):
+        expected = spec_call(case.spec, "reference", case.spec.reference, module, tolerances.exact(x))
     if not isinstance(expected, tolerances.Bounded):
         raise SpecError(
             f"LayerSpec {case.spec.name!r}, field 'reference' returned {type(expected).__name__}; "
             "it must return a Bounded built with properties.tolerances (exact, linear, mean, ...)."
         )
     return expected
+
+
+def exact_output(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tolerances.Bounded | Float64Twin:
+    """The spec's reference where it declares one, else the module's float64 twin
+    (see ``properties.comparison``)."""
+    return reference(case, module, x) if case.spec.reference is not None else float64_twin_of(case, module, x)
+
+
+def float64_twin_of(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> Float64Twin:
+    """``module``'s float64 twin on ``x``; a twin that cannot run is a configuration error."""
+    try:
+        return float64_twin(module, x, run=case.run, seed=case.input_recipe.seed)
+    except Exception as error:
+        raise SpecError(
+            f"LayerSpec {case.spec.name!r} declares no 'reference', so the exact output is the layer cast to "
+            f"float64 (a deep copy, .to(torch.float64)); that raised {type(error).__name__}: {error}. "
+            "Make the layer run in float64, or declare a 'reference'."
+        ) from error
 
 
 class LayerRaised(AssertionError):
@@ -58,25 +79,43 @@ def forward(case: LayerCase, module: Any, x: torch.Tensor) -> torch.Tensor:
         return call_layer(case, module, x)
 
 
-def assert_same_computation(
-    actual: torch.Tensor, other: torch.Tensor, expected: tolerances.Bounded, *, what: str
-) -> None:
-    """Two computations of the same exact result agree within twice its bound.
+def comparison_bound(
+    canonical: torch.Tensor, expected: tolerances.Bounded | Float64Twin, *, what: str
+) -> tolerances.Bounded:
+    """Where another computation of ``canonical``'s exact result must lie.
 
-    Each is within the bound of the exact value, so they are within twice
-    the bound of each other (different kernels may round differently).
+    With a reference: within twice its bound of ``canonical`` (each is within
+    the bound of the exact value; different kernels may round differently).
+    With the float64 twin: no farther from it than ``agreement_bound`` allows,
+    a few times the canonical computation's own error plus a few ulps.
     """
-    __tracebackhide__ = True
-    other64 = other.detach().to("cpu", torch.float64)
-    if tuple(other.shape) != tuple(expected.value.shape):
-        raise tolerances.ToleranceExceeded(f"{what}: shape {tuple(other.shape)}, expected {tuple(expected.value.shape)}")
-    against = tolerances.Bounded(
+    if tuple(canonical.shape) != tuple(expected.value.shape):
+        raise tolerances.ToleranceExceeded(
+            f"{what}: shape {tuple(canonical.shape)}, expected {tuple(expected.value.shape)}"
+        )
+    if isinstance(expected, Float64Twin):
+        return agreement_bound(canonical, expected)
+    other64 = canonical.detach().to("cpu", torch.float64)
+    return tolerances.Bounded(
         torch.where(expected.value.isnan(), expected.value, other64),
         2 * expected.error,
         expected.representable & other64.isfinite(),
         expected.dtype,
     )
-    tolerances.assert_within_bound(actual, against, what=what)
+
+
+def sample(bound: tolerances.Bounded, index: int) -> tolerances.Bounded:
+    """The part of ``bound`` at ``index`` of its first dimension."""
+    return tolerances.Bounded(bound.value[index], bound.error[index], bound.representable[index], bound.dtype)
+
+
+def assert_same_computation(
+    actual: torch.Tensor, other: torch.Tensor, expected: tolerances.Bounded | Float64Twin, *, what: str
+) -> None:
+    """``actual`` computes what ``other`` (the canonical computation) does, by
+    ``comparison_bound``: the spec's reference, or the float64 twin."""
+    __tracebackhide__ = True
+    tolerances.assert_within_bound(actual, comparison_bound(other, expected, what=what), what=what)
 
 
 def assert_identical(actual: torch.Tensor, other: torch.Tensor, *, what: str) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
+from properties.cases import LayerCase
 from properties.catalogue._common import reference
 from properties.errors import SpecError
 from properties.registry import layer_property
-from properties.runner import spec_call
-from properties.strategies import LayerCase
+from properties.spec import spec_call
 
 
 def typical_input(case: LayerCase) -> torch.Tensor:

@@ -7,9 +7,9 @@ from hypothesis import event
 from torch.autograd.gradcheck import GradcheckError
 from torch.func import functional_call
 
+from properties.cases import LayerCase
 from properties.catalogue._common import call_layer
 from properties.registry import layer_property
-from properties.strategies import LayerCase
 
 # Where finite differences are meaningful: gradcheck steps by 1e-6 and
 # allows an error of 1e-5 + 1e-3 * |gradient|; the rounding error of a
@@ -86,6 +86,14 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
         try:
             torch.autograd.gradcheck(of_one, (leaf,), fast_mode=True)
         except GradcheckError as error:
+            if "expected to be zero" in str(error):
+                # gradcheck's words for: autograd reports no dependence on the
+                # leaf (no gradient path), finite differences find one.
+                raise AssertionError(
+                    f"{case.spec.name}: autograd says the output does not depend on {label} (no gradient "
+                    f"reaches it), but changing {label} changes the output (finite differences): forward "
+                    f"reads {label} outside autograd (.data, .detach(), .item() or a new tensor)"
+                ) from None
             raise AssertionError(
                 f"{case.spec.name}: the gradient with respect to {label} disagrees with finite differences "
                 f"(a detached or mis-derived part of forward?): {_summary(error)}"

@@ -7,9 +7,9 @@ import math
 
 import torch
 
+from properties.cases import LayerCase
 from properties.registry import layer_property
-from properties.runner import spec_call
-from properties.strategies import LayerCase
+from properties.spec import spec_call
 
 # Each example tests every declared parameter with a two-sided
 # Kolmogorov-Smirnov statistic against the declared CDF.  The

@@ -8,9 +8,9 @@ import io
 
 import torch
 
+from properties.cases import LayerCase
 from properties.catalogue._common import assert_identical, forward
 from properties.registry import layer_property
-from properties.strategies import LayerCase
 
 
 @layer_property(family="serialization")

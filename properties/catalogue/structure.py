@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
+from properties.cases import LayerCase
 from properties.catalogue._common import LayerRaised, forward
 from properties.registry import layer_property
-from properties.runner import spec_call
-from properties.strategies import LayerCase
+from properties.spec import spec_call
 
 
 @layer_property(family="structure")

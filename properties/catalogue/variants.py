@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
-from properties.catalogue._common import LayerRaised, assert_same_computation, forward, reference
+from properties.cases import LayerCase
+from properties.catalogue._common import LayerRaised, assert_same_computation, exact_output, forward
+from properties.profiles import profile_name
 from properties.registry import layer_property
-from properties.runner import profile_name
-from properties.strategies import LayerCase, available_devices
+from properties.strategies import available_devices
 
-_VARIANT = dict(family="variants", requires=("reference",), examples_scale=0.1)
+_VARIANT = dict(family="variants", examples_scale=0.1)
 
 # A variant that fails where eager mode works is a finding; a spec that knows
 # its layer cannot be scripted/traced/compiled says so, and this tells how.
@@ -121,7 +122,7 @@ def _compare(case: LayerCase, module: torch.nn.Module, variant: Any, x: torch.Te
             transformed = forward(case, variant, x)
     except LayerRaised as error:
         raise AssertionError(f"{error} -- under {what}, where eager mode runs this input. {_HOW_TO_DECLARE}") from None
-    expected = reference(case, module, x)
+    expected = exact_output(case, module, x)
     assert_same_computation(transformed, eager, expected, what=f"{case.spec.name}: {what} vs eager")
 
 

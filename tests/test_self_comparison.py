@@ -1,0 +1,248 @@
+"""Self-comparisons without a hand-written reference (properties.comparison).
+
+torch's own modules, declared with no ``reference``, pass every property that
+compares the layer with itself, in all four dtypes; broken layers declared the
+same way are caught by the named property's own assertion; and the comparison
+itself alarms on neither a few ulps of rounding nor misses a single changed element.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import Phase, given, settings, strategies as st
+from torch import nn
+
+from properties import LayerSpec, check_layer, tolerances
+from properties.comparison import agreement_bound, float64_twin
+from properties.spec import FLOAT_DTYPES
+
+# The ci profile's examples, without shrinking (only "is it caught?" matters)
+# and without the example database, as in test_mutants.
+CI_WITHOUT_SHRINKING = settings(settings.get_profile("ci"), database=None, phases=[Phase.explicit, Phase.generate])
+
+SELF_COMPARISONS = [
+    "train_and_eval_agree",
+    "samples_are_independent",
+    "ignores_memory_layout",
+    "finite_output",
+    "handles_degenerate_inputs",
+    "matches_torchscript",
+    "matches_torch_jit_trace",
+    "matches_torch_compile",
+    "matches_equivalents",
+]
+
+
+def features(name: str) -> st.SearchStrategy:
+    return st.fixed_dictionaries({name: st.integers(1, 8)})
+
+
+def last(name: str):
+    return lambda args: (args[name],)
+
+
+def softmax(n: int) -> nn.Module:
+    return nn.Softmax(dim=-1)  # n sizes the input only
+
+
+def conv1d(channels: int, length: int, out_channels: int, kernel_size: int) -> nn.Module:
+    return nn.Conv1d(channels, out_channels, kernel_size)  # length sizes the input only
+
+
+conv_args = st.fixed_dictionaries(
+    {"channels": st.integers(1, 4), "length": st.integers(3, 8), "out_channels": st.integers(1, 4), "kernel_size": st.integers(1, 3)}
+)
+linear_args = st.fixed_dictionaries({"in_features": st.integers(1, 8), "out_features": st.integers(1, 8)})
+
+# No reference anywhere: every value check below comes from the float64 twin.
+TORCH_SPECS = [
+    LayerSpec(name="nn_LayerNorm", module=nn.LayerNorm, constructor_args=features("normalized_shape"),
+              input_event_shape=last("normalized_shape"), per_sample=True),
+    LayerSpec(name="nn_RMSNorm", module=nn.RMSNorm, constructor_args=features("normalized_shape"),
+              input_event_shape=last("normalized_shape"), per_sample=True),
+    LayerSpec(name="nn_Softmax", module=softmax, factory_kwargs=False, constructor_args=features("n"),
+              input_event_shape=last("n"), per_sample=True),
+    LayerSpec(name="nn_GELU", module=nn.GELU, factory_kwargs=False,
+              constructor_args=st.fixed_dictionaries({"approximate": st.sampled_from(["none", "tanh"])}),
+              input_event_shape=(), batch_dims=(0, 4), per_sample=True),
+    LayerSpec(name="nn_Linear", module=nn.Linear, constructor_args=linear_args, input_event_shape=last("in_features"),
+              output_event_shape=last("out_features"), per_sample=True,
+              equivalents={"F.linear": lambda m: FunctionalLinear(m.weight, m.bias)}),
+    LayerSpec(name="nn_Conv1d", module=conv1d, factory_kwargs=False, constructor_args=conv_args,
+              input_event_shape=lambda a: (a["channels"], a["length"]),
+              output_event_shape=lambda a: (a["out_channels"], a["length"] - a["kernel_size"] + 1),
+              batch_dims=(0, 1), per_sample=True),
+]
+
+
+class FunctionalLinear(nn.Module):
+    """``F.linear`` with copies of another layer's weight and bias (an equivalent of nn.Linear)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, offset: float = 0.0):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+        self.bias = nn.Parameter(bias.detach().clone())
+        self.offset = offset
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias) + self.offset
+
+
+# A quarter of the ci examples per dtype: the ci profile's count over the four.
+PER_DTYPE = settings(CI_WITHOUT_SHRINKING, max_examples=CI_WITHOUT_SHRINKING.max_examples // len(FLOAT_DTYPES))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("spec", TORCH_SPECS, ids=lambda s: s.name)
+def test_torch_modules_pass_without_a_reference(spec, dtype):
+    check_layer(dataclasses.replace(spec, dtypes=(dtype,)), SELF_COMPARISONS, settings=PER_DTYPE)
+
+
+# -- broken layers, declared without a reference ---------------------------------
+
+
+class BatchSizeScaledLinear(nn.Linear):
+    """Scales by the batch size (x.shape[0]) where it meant the feature count."""
+
+    def forward(self, x):
+        return super().forward(x) * (x.shape[0] if x.dim() > 1 else 1) ** 0.5
+
+
+class BatchCenteredLayerNorm(nn.LayerNorm):
+    """A "per-sample" normalization that also subtracts the batch mean."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out - out.mean(0) if x.dim() > 1 else out
+
+
+class StridedPathLayerNorm(nn.LayerNorm):
+    """A hand-written path for non-contiguous inputs that uses the unbiased variance."""
+
+    def forward(self, x):
+        if x.is_contiguous():
+            return super().forward(x)
+        centered = x - x.mean(-1, keepdim=True)
+        return centered / (x.var(-1, keepdim=True) + self.eps).sqrt() * self.weight + self.bias
+
+
+class DropoutLinear(nn.Linear):
+    """Dropout left on in train mode, though the spec says train and eval agree."""
+
+    def forward(self, x):
+        return F.dropout(super().forward(x), p=0.5, training=self.training)
+
+
+class Float16OverflowLayerNorm(nn.Module):
+    """A scratch layer norm in the working dtype: in float16 the sum overflows."""
+
+    def __init__(self, normalized_shape, *, device=None, dtype=None):
+        super().__init__()
+
+    def forward(self, x):
+        centered = x - x.sum(-1, keepdim=True) / x.shape[-1]
+        return centered / (centered.square().sum(-1, keepdim=True) / x.shape[-1] + 1e-5).sqrt()
+
+
+class TinyEpsilonStandardize(nn.Module):
+    """Divides by std + 1e-8: the epsilon rounds to zero in float16, and an
+    all-equal input gives 0/0."""
+
+    def __init__(self, normalized_shape, *, device=None, dtype=None):
+        super().__init__()
+
+    def forward(self, x):
+        centered = x - x.mean(-1, keepdim=True)
+        return centered / (centered.std(-1, keepdim=True, correction=0) + 1e-8)
+
+
+layer_norm, linear = TORCH_SPECS[0], TORCH_SPECS[4]
+BROKEN = [
+    (dataclasses.replace(linear, name="BatchSizeScaledLinear", module=BatchSizeScaledLinear, equivalents={}),
+     "samples_are_independent"),
+    (dataclasses.replace(layer_norm, name="BatchCenteredLayerNorm", module=BatchCenteredLayerNorm),
+     "samples_are_independent"),
+    (dataclasses.replace(layer_norm, name="StridedPathLayerNorm", module=StridedPathLayerNorm),
+     "ignores_memory_layout"),
+    (dataclasses.replace(linear, name="DropoutLinear", module=DropoutLinear, equivalents={}), "train_and_eval_agree"),
+    (dataclasses.replace(linear, name="OffsetEquivalentLinear",
+                         equivalents={"F.linear + 1e-3": lambda m: FunctionalLinear(m.weight, m.bias, 1e-3)}),
+     "matches_equivalents"),
+    (dataclasses.replace(layer_norm, name="Float16OverflowLayerNorm", module=Float16OverflowLayerNorm),
+     "finite_output"),
+    (dataclasses.replace(layer_norm, name="TinyEpsilonStandardize", module=TinyEpsilonStandardize),
+     "handles_degenerate_inputs"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:std... degrees of freedom")  # TinyEpsilonStandardize on an empty batch
+@pytest.mark.parametrize("spec, prop", BROKEN, ids=[f"{s.name}-{p}" for s, p in BROKEN])
+def test_the_fallback_catches_broken_layers(spec, prop):
+    assert spec.reference is None
+    with pytest.raises(AssertionError, match=f"^{prop} failed on {spec.name}: "):
+        check_layer(spec, [prop], settings=CI_WITHOUT_SHRINKING)
+
+
+# -- the comparison itself ---------------------------------------------------------
+
+
+def _run(module, x):
+    return module(x)
+
+
+def _bound(module: nn.Module, x: torch.Tensor) -> tolerances.Bounded:
+    with torch.no_grad():
+        return agreement_bound(module(x), float64_twin(module, x, run=_run, seed=0))
+
+
+def _layer_norm(features: int, dtype: torch.dtype, seed: int) -> nn.LayerNorm:
+    torch.manual_seed(seed)
+    module = nn.LayerNorm(features, dtype=dtype)
+    with torch.no_grad():
+        module.weight.normal_()
+        module.bias.normal_()
+    return module
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(
+    dtype=st.sampled_from(FLOAT_DTYPES),
+    seed=st.integers(0, 2**16),
+    features=st.integers(1, 64),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    offset=st.sampled_from([0.0, 1.0, 100.0]),
+    ulps=st.integers(-3, 3),
+)
+def test_a_few_ulps_of_rounding_never_alarm(dtype, seed, features, scale, offset, ulps):
+    """Another kernel rounding each element up to three ulps differently passes,
+    cancellation (a large offset, a normalized output near zero) included."""
+    generator = torch.Generator().manual_seed(seed)
+    x = (torch.randn(4, features, generator=generator, dtype=torch.float64) * scale + offset).to(dtype)
+    module = _layer_norm(features, dtype, seed)
+    out = module(x).detach()
+    towards = torch.where(torch.rand(out.shape, generator=generator) < 0.5, torch.inf, -torch.inf).to(dtype)
+    moved = out
+    for _ in range(abs(ulps)):
+        moved = torch.nextafter(moved, towards)
+    tolerances.assert_within_bound(moved, _bound(module, x), what="layer norm rounded differently")
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(dtype=st.sampled_from(FLOAT_DTYPES), seed=st.integers(0, 2**16), rows=st.integers(1, 64))
+def test_one_changed_element_is_caught(dtype, seed, rows):
+    """A bug in one element of an output of up to 64 x 64, 32 ulps at the output's largest
+    magnitude, is caught: the comparison is per element, so one element is not
+    averaged away (an RMS over the tensor would dilute it 64-fold)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, 64, generator=generator, dtype=torch.float64).to(dtype)
+    module = _layer_norm(64, dtype, seed)
+    out = module(x).detach()
+    broken = out.clone()
+    i = int(torch.randint(out.numel(), (1,), generator=generator))
+    broken.view(-1)[i] += 32 * torch.finfo(dtype).eps * out.abs().max()
+    with pytest.raises(tolerances.ToleranceExceeded, match="1 / "):
+        tolerances.assert_within_bound(broken, _bound(module, x), what="one element changed")
