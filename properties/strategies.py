@@ -407,8 +407,10 @@ def moderate_limit(dtype: torch.dtype) -> float:
     """About the square root of the dtype's range: 128 for float16, 2**63 for float32.
 
     Squares, and sums of a few thousand products, of such values stay finite.
+    The exponent is read with frexp: math.log2 of float64's and float32's
+    largest finite rounds up to 1024 and 128, whose halves square to inf.
     """
-    return 2.0 ** (int(math.log2(torch.finfo(dtype).max)) // 2)
+    return 2.0 ** ((math.frexp(torch.finfo(dtype).max)[1] - 1) // 2)
 
 
 def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: str, domain: ValueDomain) -> TensorRecipe:

@@ -77,6 +77,11 @@ def zero_mean_after_centering(case: LayerCase) -> None:
     bound = tolerances.SLACK * expected.error.mean() + 2 * tolerances.gamma(n, torch.float64) * (
         got.abs().mean() + expected.value.abs().mean()
     )
+    if not bool(bound.isfinite()):
+        # The reference itself overflowed (float64 accumulates in float64: a
+        # sum of huge float64 values exceeds the range): nothing to claim.
+        event("zero_mean: the bound is not finite, no claim")
+        return
     actual = got.mean()
     assert actual.abs() <= bound, (
         f"{case.spec.name} declares centering, but its output's mean is {actual.item():.6g} "
