@@ -160,6 +160,9 @@ class LayerProperty:
     checks (compilation), keeping at least 2.  ``warm_up`` names a costly
     process-wide first use the check pays (``"torch.compile"``): its tests form
     one xdist group, so that ``--dist loadgroup`` pays it on one worker only.
+    ``platform_probe()`` returns why this machine cannot run the property at
+    all (no compiler), or None; it is asked once per process, before any
+    example is drawn, and its reason becomes the test's skip reason.
     """
 
     name: str
@@ -172,6 +175,7 @@ class LayerProperty:
     examples_scale: float = 1.0
     warm_up: str | None = None
     description: str = ""
+    platform_probe: Callable[[], str | None] | None = None
 
     def not_applicable_because(self, spec: Any) -> str | None:
         """Why this property does not apply to ``spec`` (a fact it needs is not declared), or None.
@@ -196,6 +200,7 @@ def layer_property(
     extra: Any = None,
     examples_scale: float = 1.0,
     warm_up: str | None = None,
+    platform_probe: Callable[[], str | None] | None = None,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Register ``check(case)`` (``check(case, extra)`` with ``extra=``) as a property.
 
@@ -231,6 +236,7 @@ def layer_property(
             examples_scale=examples_scale,
             warm_up=warm_up,
             description=(check.__doc__ or "").strip().split("\n")[0],
+            platform_probe=platform_probe,
         )
         return check
 
