@@ -22,7 +22,7 @@ from properties.errors import SpecError
 from properties.spec import LayerSpec, spec_call
 
 if TYPE_CHECKING:
-    from properties.strategies import TensorRecipe
+    from properties.strategies import IndexRecipe, TensorRecipe
 
 __all__ = ["LayerCase", "seeded"]
 
@@ -46,24 +46,66 @@ def seeded(seed: int) -> Iterator[None]:
 
 @dataclasses.dataclass(frozen=True)
 class LayerCase:
-    """One drawn example: constructor arguments, an input recipe and a module seed."""
+    """One drawn example: constructor arguments, an input recipe and a module seed.
+
+    ``layer_dtype`` is the layer's dtype where the input is not a float
+    tensor (indices, masks); otherwise the input's dtype is the layer's.
+    """
 
     spec: LayerSpec
     constructor_args: Mapping[str, Any]
-    input_recipe: TensorRecipe
+    input_recipe: TensorRecipe | IndexRecipe
     module_seed: int
+    layer_dtype: torch.dtype | None = None
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.input_recipe.dtype
+        """The layer's dtype (the main input's, for float inputs)."""
+        return self.input_recipe.dtype if self.layer_dtype is None else self.layer_dtype
 
     @property
     def device(self) -> str:
         return self.input_recipe.device
 
+    @property
+    def float_input(self) -> bool:
+        return self.spec.input_dtype is None
+
     def make_input(self, *, requires_grad: bool = False) -> torch.Tensor:
-        """A fresh copy of the drawn input."""
-        return self.input_recipe.materialize().requires_grad_(requires_grad)
+        """A fresh copy of the drawn main input (an index or mask input never requires grad)."""
+        x = self.input_recipe.materialize()
+        return x.requires_grad_(requires_grad) if x.is_floating_point() else x
+
+    def batch_ndim(self, x: torch.Tensor) -> int:
+        """How many leading dimensions of ``x`` are batch dimensions."""
+        return x.dim() - len(self.spec.event_shape(self.constructor_args))
+
+    def arguments(self, x: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """How the layer is called on main input ``x``: ``spec.inputs``, or ``(x,), {}``.
+
+        Further tensors come from the example's seed (see ``LayerSpec.inputs``),
+        on ``x``'s device, so every call of the same case makes the same ones.
+        """
+        if self.spec.inputs is None:
+            return (x,), {}
+        made = spec_call(self.spec, "inputs", self.spec.inputs, self.constructor_args, x, _Maker(self, x))
+        if not (isinstance(made, tuple) and len(made) == 2 and isinstance(made[1], Mapping)):
+            raise SpecError(
+                f"LayerSpec {self.spec.name!r}, field 'inputs' returned {type(made).__name__}; "
+                "it must return (args, kwargs), e.g. ((x, x, x), {'need_weights': False})."
+            )
+        return tuple(made[0]), dict(made[1])
+
+    def other_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Another input of ``x``'s shape and dtype, inside the declared domain, with other values
+        (floats: ``1 - 2x``, capped by ``input_limit``; indices: mirrored in their range; masks: negated)."""
+        if x.dtype == torch.bool:
+            return ~x
+        if not x.is_floating_point():
+            low, high = self.spec.index_range(self.constructor_args)
+            return (low + high - 1) - x
+        other = (x.double() * -2 + 1).to(x.dtype)
+        return other if self.spec.input_limit is None else other.clamp(-self.spec.input_limit, self.spec.input_limit)
 
     def build(self, *, dtype: torch.dtype | None = None, device: str | None = None) -> torch.nn.Module:
         """The layer, initialized from the drawn seed, in train mode.
@@ -107,19 +149,49 @@ class LayerCase:
             )
         return module
 
-    def run(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``module(x)`` with torch's RNG seeded from the drawn seed (for dropout & co)."""
+    def run(self, module: Any, x: torch.Tensor) -> torch.Tensor:
+        """The layer called on ``x`` (see ``arguments``) with torch's RNG seeded from the drawn
+        seed, so a random layer draws the same mask on every run of the example; the output
+        the spec selects (``output``)."""
+        return self.call(module, *self.arguments(x))
+
+    def call(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+        """``module(*args, **kwargs)`` as ``run`` calls it: RNG seeded, the spec's output selected."""
         with seeded(self.module_seed + 1):
-            return module(x)
+            out = module(*args, **kwargs)
+        return self.spec.select_output(out)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))
 
     def __repr__(self) -> str:
+        dtype = "" if self.layer_dtype is None else f", dtype={str(self.layer_dtype).removeprefix('torch.')}"
         return (
             f"LayerCase({self.spec.name}, constructor_args={dict(self.constructor_args)!r}, "
-            f"input={self.input_recipe!r}, module_seed={self.module_seed})"
+            f"input={self.input_recipe!r}{dtype}, module_seed={self.module_seed})"
         )
+
+
+class _Maker:
+    """``make(shape, dtype=None, low=0, high=2)`` for ``LayerSpec.inputs``: further tensors
+    from the example's seed, in the main input's value regime, on its device."""
+
+    def __init__(self, case: LayerCase, x: torch.Tensor) -> None:
+        self.case, self.x, self.count = case, x, 0
+
+    def __call__(self, shape: Any, dtype: torch.dtype | None = None, low: int = 0, high: int = 2) -> torch.Tensor:
+        self.count += 1
+        main = self.case.input_recipe
+        seed = (main.seed * 1_000_003 + self.count) % 2**62
+        shape = tuple(int(v) for v in shape)
+        if dtype is None:
+            dtype = self.x.dtype if self.x.is_floating_point() else self.case.dtype
+        if not dtype.is_floating_point:
+            values = torch.randint(low, high, shape, generator=torch.Generator().manual_seed(seed))
+            values = values.bool() if dtype == torch.bool else values.to(dtype)
+        else:
+            values = main.further(shape, seed).to(dtype)
+        return values.to(self.x.device)
 
 
 def _accepts_keyword(function: Any, name: str) -> bool:

@@ -1,8 +1,10 @@
 """Distributions a spec declares its parameters are initialized from.
 
-Each has a ``cdf`` (for the statistical test of the ``initialization``
-property) and a readable ``repr``.  Add one by writing another small class
-with ``cdf(values: Tensor) -> Tensor``.
+Continuous ones have a ``cdf`` (for the Kolmogorov-Smirnov test of the
+``initialization`` property); degenerate ones (a constant, the identity) have
+``expected(shape) -> Tensor`` instead and are checked exactly, element by
+element: a KS test against a point mass says nothing useful.  Each has a
+readable ``repr``.  Add one by writing another small class with either method.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 
 import torch
 
-__all__ = ["Normal", "Uniform", "standard_normal"]
+__all__ = ["Constant", "Eye", "Normal", "Uniform", "ones", "standard_normal", "zeros"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,3 +38,31 @@ class Uniform:
 def standard_normal() -> Normal:
     """What ``torch.randn`` draws from (the lesson's ``MyLinear``)."""
     return Normal(0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant:
+    """Every element equals ``value`` (``ones()``, ``zeros()``: norm layers' weight and bias)."""
+
+    value: float
+
+    def expected(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.full(shape, float(self.value), dtype=torch.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Eye:
+    """The identity matrix (``nn.init.eye_``): ones on the main diagonal of a 2-D tensor, zeros elsewhere."""
+
+    def expected(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if len(shape) != 2:
+            raise ValueError(f"Eye() describes a 2-D tensor, not one of shape {shape}")
+        return torch.eye(*shape, dtype=torch.float64)
+
+
+def ones() -> Constant:
+    return Constant(1.0)
+
+
+def zeros() -> Constant:
+    return Constant(0.0)

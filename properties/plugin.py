@@ -462,6 +462,11 @@ class LayerGate(pytest.Module):
             raise self.CollectError(str(error)) from None
         props = [p for p in runner.registered_properties() if selection.matches(p.name, selection.properties)]
         specs = [s for s in specs if selection.matches(s.name, selection.layers)]
+        try:
+            for spec in specs:
+                runner.check_expected_failures(spec, [p.name for p in runner.registered_properties()])
+        except SpecError as error:
+            raise self.CollectError(str(error)) from None
         # A spec that fails spec_is_usable on its simplest example gets that one
         # CONFIG; its other properties are not run (each would fail the same way).
         unusable = set()
@@ -480,10 +485,24 @@ class LayerGate(pytest.Module):
                     reason = f"{UNUSABLE} (see {runner.SPEC_CHECK}[{spec.name}])"
                 marks = [pytest.mark.skip(reason=reason)] if reason else []
                 params.append(pytest.param(spec, id=spec.name, marks=marks))
+                if spec.name not in unusable:
+                    params += _expected_failure_params(runner, prop, spec)
 
             test = _property_test(prop, params)
             setattr(module, f"test_{prop.name}", test)
         return module
+
+
+def _expected_failure_params(runner: Any, prop: Any, spec: Any) -> list[Any]:
+    """One strict-xfail test per expected failure ``spec`` declares for ``prop``: ``<layer>-xfail``."""
+    declared = spec.expected_failures_of(prop.name)
+    params = []
+    for i, expected in enumerate(declared):
+        reason = runner.why_not_run(prop, spec, expected)
+        mark = pytest.mark.skip(reason=reason) if reason else pytest.mark.xfail(reason=str(expected), strict=True)
+        suffix = f"-xfail{i + 1}" if len(declared) > 1 else "-xfail"
+        params.append(pytest.param(runner.ExpectedFailureRun(spec, expected), id=spec.name + suffix, marks=[mark]))
+    return params
 
 
 def _property_test(prop: Any, params: list[Any]) -> Any:

@@ -163,6 +163,8 @@ class LayerProperty:
     ``platform_probe()`` returns why this machine cannot run the property at
     all (no compiler), or None; it is asked once per process, before any
     example is drawn, and its reason becomes the test's skip reason.
+    ``float_input``: the check needs a float main input (it rescales or
+    shifts it), so it does not apply to layers taking indices or masks.
     """
 
     name: str
@@ -176,15 +178,19 @@ class LayerProperty:
     warm_up: str | None = None
     description: str = ""
     platform_probe: Callable[[], str | None] | None = None
+    float_input: bool = False
 
     def not_applicable_because(self, spec: Any) -> str | None:
-        """Why this property does not apply to ``spec`` (a fact it needs is not declared), or None.
+        """Why this property does not apply to ``spec`` (a fact it needs is not declared,
+        or it needs a float input and the layer takes indices or masks), or None.
 
         Dtypes and devices are the run's business: see ``runner.why_not_run``.
         """
         missing = [field for field in self.requires if not getattr(spec, field)]
         if missing:
             return f"{spec.name} does not declare {', '.join(missing)}"
+        if self.float_input and spec.input_dtype is not None:
+            return f"{spec.name} takes {str(spec.input_dtype).removeprefix('torch.')} inputs; {self.name} needs a float input"
         return None
 
 
@@ -199,6 +205,7 @@ def layer_property(
     sparse: bool = True,
     extra: Any = None,
     examples_scale: float = 1.0,
+    float_input: bool = False,
     warm_up: str | None = None,
     platform_probe: Callable[[], str | None] | None = None,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
@@ -234,6 +241,7 @@ def layer_property(
             values=values,
             extra=extra,
             examples_scale=examples_scale,
+            float_input=float_input,
             warm_up=warm_up,
             description=(check.__doc__ or "").strip().split("\n")[0],
             platform_probe=platform_probe,

@@ -10,6 +10,7 @@ from ``properties.spec`` and ``properties.profiles``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,10 +23,11 @@ from properties.errors import SpecError
 from properties.profiles import profile_name
 from properties.registry import LayerProperty, registered_properties
 from properties.report import coverage_of, merge_coverage
-from properties.spec import LayerSpec, spec_call
+from properties.spec import ExpectedFailure, LayerSpec, spec_call
 from properties.strategies import available_devices, layer_cases
 
 __all__ = [
+    "ExpectedFailureRun",
     "GlobalState",
     "check_layer",
     "check_property_once",
@@ -53,7 +55,50 @@ def select(*, dtypes: Sequence[torch.dtype] | None = None, devices: Sequence[str
     _selected["devices"] = None if devices is None else tuple(devices)
 
 
-def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCase]:
+@dataclasses.dataclass(frozen=True)
+class ExpectedFailureRun:
+    """A property's run on the dtypes and devices where ``spec`` declares it fails.
+
+    The plugin collects it as its own test, ``test_<property>[<layer>-xfail]``,
+    marked ``xfail(strict=True)``: reported as xfail when Hypothesis finds
+    the failure, failing when every example passes.
+    """
+
+    spec: LayerSpec
+    expected: ExpectedFailure
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def _run_pairs(prop: LayerProperty, spec: LayerSpec) -> list[tuple[torch.dtype, str]]:
+    """Every (dtype, device) ``prop`` may draw for ``spec`` in this run, on this machine."""
+    dtypes = [
+        d
+        for d in spec.dtypes
+        if (prop.dtypes is None or d in prop.dtypes) and (_selected["dtypes"] is None or d in _selected["dtypes"])
+    ]
+    devices = [
+        d
+        for d in available_devices()
+        if d in spec.devices and (_selected["devices"] is None or d in _selected["devices"])
+    ]
+    return [(dtype, device) for dtype in dtypes for device in devices]
+
+
+def _pairs(prop: LayerProperty, spec: LayerSpec, expected: ExpectedFailure | None) -> list[tuple[Any, str]] | None:
+    """The (dtype, device) pairs to draw: around the declared expected failures, or only
+    those of ``expected``; None where nothing is declared (every pair, drawn as before)."""
+    if expected is not None:
+        return [pair for pair in _run_pairs(prop, spec) if expected.covers(*pair)]
+    declared = spec.expected_failures_of(prop.name)
+    if not declared:
+        return None
+    return [pair for pair in _run_pairs(prop, spec) if not any(e.covers(*pair) for e in declared)]
+
+
+def cases_for(prop: LayerProperty, spec: LayerSpec, expected: ExpectedFailure | None = None) -> st.SearchStrategy[LayerCase]:
     """The examples ``prop`` runs on ``spec``, within what this run selected."""
     only_dtypes = _selected["dtypes"]
     if prop.dtypes is not None:
@@ -63,11 +108,15 @@ def cases_for(prop: LayerProperty, spec: LayerSpec) -> st.SearchStrategy[LayerCa
         only_dtypes=only_dtypes,
         only_devices=_selected["devices"],
         values=prop.values,
+        pairs=_pairs(prop, spec, expected),
     )
 
 
-def why_not_run(prop: LayerProperty, spec: LayerSpec) -> str | None:
-    """Why ``prop`` cannot run on ``spec`` in this run (reported as the skip reason), or None."""
+def why_not_run(prop: LayerProperty, spec: LayerSpec, expected: ExpectedFailure | None = None) -> str | None:
+    """Why ``prop`` cannot run on ``spec`` in this run (reported as the skip reason), or None.
+
+    With ``expected``: why that expected failure's test cannot run here.
+    """
     reason = prop.not_applicable_because(spec)
     if reason:
         return f"not applicable: {reason}"
@@ -86,7 +135,22 @@ def why_not_run(prop: LayerProperty, spec: LayerSpec) -> str | None:
             f"not run: {spec.name} (field 'devices') supports {list(spec.devices)}; this machine has "
             f"{list(available_devices())}, the run selected {list(_selected['devices'] or ['all'])}"
         )
+    pairs = _pairs(prop, spec, expected)
+    if pairs == [] and expected is None:
+        return f"not run: every dtype and device {prop.name} draws here is a declared expected failure of {spec.name}"
+    if pairs == []:
+        return f"not run: {expected} (none of those dtypes and devices is drawn here)"
     return None
+
+
+def check_expected_failures(spec: LayerSpec, known: Sequence[str]) -> None:
+    """Every expected failure ``spec`` declares names a registered property."""
+    unknown = sorted({e.property for e in spec.expected_failures} - set(known))
+    if unknown:
+        raise SpecError(
+            f"LayerSpec {spec.name!r}, field 'expected_failures' names {unknown}, which are not properties "
+            f"(known: {', '.join(sorted(known))})."
+        )
 
 
 def _names(dtypes: Sequence[torch.dtype] | None) -> str:
@@ -120,7 +184,7 @@ def spec_problem(spec: LayerSpec) -> SpecError | None:
     return None
 
 
-def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObject) -> None:
+def check_property_once(prop: LayerProperty, spec: LayerSpec | ExpectedFailureRun, data: st.DataObject) -> None:
     """Draw one example of ``spec`` for ``prop`` and check it, isolating torch's global state.
 
     A failure's message starts with the property and the layer.  Whatever the
@@ -135,7 +199,10 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec, data: st.DataObjec
         import pytest
 
         pytest.skip(f"cannot run here: {unavailable}")
-    case = data.draw(cases_for(prop, spec), label="example")
+    expected = None
+    if isinstance(spec, ExpectedFailureRun):  # only the dtypes and devices it declares
+        spec, expected = spec.spec, spec.expected
+    case = data.draw(cases_for(prop, spec, expected), label="example")
     _record_coverage(prop, spec, case)
     extra = None if prop.extra is None else data.draw(prop.extra, label="extra")
     before = GlobalState.capture()
@@ -244,7 +311,9 @@ def check_layer(
 ) -> None:
     """Run properties (all that apply, by default) on ``spec`` outside pytest.
 
-    Raises the first failure, after Hypothesis has shrunk it.
+    Raises the first failure, after Hypothesis has shrunk it.  A declared
+    expected failure must fail (on its dtypes and devices); one that passes
+    raises (strict XPASS).
     """
     __tracebackhide__ = True
     chosen = [p for p in registered_properties() if properties is None or p.name in properties]
@@ -252,13 +321,27 @@ def check_layer(
         unknown = sorted(set(properties) - {p.name for p in chosen})
         if unknown:
             raise SpecError(f"unknown properties {unknown}; known: {[p.name for p in registered_properties()]}")
+    check_expected_failures(spec, [p.name for p in registered_properties()])
     for prop in chosen:
-        if why_not_run(prop, spec):
-            continue
         test = property_test(prop, settings=scaled_settings(prop, settings))
-        # One example-database key per (property, layer), not one for all.
-        test.hypothesis.inner_test._hypothesis_internal_add_digest = f"{prop.name}[{spec.name}]".encode()
-        test(layer=spec)
+        if not why_not_run(prop, spec):
+            # One example-database key per (property, layer), not one for all.
+            test.hypothesis.inner_test._hypothesis_internal_add_digest = f"{prop.name}[{spec.name}]".encode()
+            test(layer=spec)
+        for expected in spec.expected_failures_of(prop.name):
+            if why_not_run(prop, spec, expected):
+                continue
+            test.hypothesis.inner_test._hypothesis_internal_add_digest = f"{prop.name}[{spec.name}-xfail]".encode()
+            try:
+                test(layer=ExpectedFailureRun(spec, expected))
+            except SpecError:
+                raise
+            except Exception:
+                continue  # failed as declared: xfail
+            raise AssertionError(
+                f"{prop.name} on {spec.name}: XPASS (strict): declared '{expected}', but every example passed. "
+                "Remove the expected failure (or narrow its dtypes/devices)."
+            )
 
 
 def scaled_settings(prop: LayerProperty, base: Settings | None = None) -> Settings:
@@ -276,6 +359,8 @@ def property_test(prop: LayerProperty, *, settings: Settings | None = None) -> C
     calls it on one spec.  ``settings`` (when given) is applied to it.
     """
 
+    # The body's source is part of what seeds derandomized runs (Hypothesis'
+    # function digest): an expected-failure run is unwrapped in check_property_once.
     def test(layer: LayerSpec, data: st.DataObject) -> None:
         __tracebackhide__ = True
         check_property_once(prop, layer, data)

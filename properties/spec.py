@@ -9,7 +9,7 @@ declare them gets that property reported as not applicable.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,10 +18,38 @@ from hypothesis.strategies import SearchStrategy
 
 from properties.errors import SpecError
 
-__all__ = ["LayerSpec", "FLOAT_DTYPES", "DEVICES", "spec_call"]
+__all__ = ["DEVICES", "ExpectedFailure", "FLOAT_DTYPES", "INDEX_DTYPES", "LayerSpec", "spec_call"]
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 DEVICES = ("cpu", "cuda", "mps")
+# Non-float inputs a spec may declare (``input_dtype``): indices and masks.
+INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExpectedFailure:
+    """A property the layer is known to fail, where, and why (PyTorch's ``DecorateInfo``).
+
+    ``property``: its name; ``reason``: why, in words a reader can check (a
+    known kernel limitation, an open upstream issue); ``dtypes``/``devices``:
+    where (None: everywhere).  The gate draws the property's ordinary
+    examples outside these dtypes and devices, and runs a separate test on
+    them, reported as xfail when it fails and failing (strict) when it
+    passes: a fixed limitation does not stay declared.
+    """
+
+    property: str
+    reason: str
+    dtypes: tuple[torch.dtype, ...] | None = None
+    devices: tuple[str, ...] | None = None
+
+    def covers(self, dtype: torch.dtype, device: str) -> bool:
+        return (self.dtypes is None or dtype in self.dtypes) and (self.devices is None or device in self.devices)
+
+    def __str__(self) -> str:
+        where = [", ".join(str(d).removeprefix("torch.") for d in self.dtypes)] if self.dtypes else []
+        where += [", ".join(self.devices)] if self.devices else []
+        return f"{self.property} expected to fail{' on ' + ' / '.join(where) if where else ''}: {self.reason}"
 
 
 # eq=False: specs hold functions and dicts; two specs are the same only if they are one object.
@@ -89,13 +117,67 @@ class LayerSpec:
         layer computes it; the output must be exactly ``relu`` of it.
     ``parameter_init``
         ``{name: distribution}`` (see ``properties.distributions``): what the
-        constructor draws each parameter from; a function of the constructor
-        arguments where the distribution depends on them.
+        constructor draws each parameter (or buffer) from, continuous or
+        exact (``ones()``, ``zeros()``, ``Constant(c)``, ``Eye()``); a value
+        may be a function of the constructor arguments, and so may the whole
+        dict (a layer whose bias is optional: ``lambda args: {...}`` that
+        leaves ``"bias"`` out when ``args["bias"]`` is false).
+
     ``accumulation``
         Where the layer accumulates sums and evaluates functions: ``"torch"``
         (float16/bfloat16 in float32, as torch's own kernels) or
         ``"working"`` (in the working dtype itself, a looser bound); the
         reference is evaluated under ``tolerances.accumulating(accumulation)``.
+
+    The input domain (inputs outside it are never drawn; an input inside it
+    that makes the layer raise is a failure of the layer):
+
+    ``batch_sides``
+        ``{dim: (min, max)}``: the sizes of batch dimension ``dim`` (0: the
+        first) where they differ from ``1..max_side``; ``{0: (2, 4)}`` is a
+        batch of at least two (BatchNorm in train mode).  A minimum above 0
+        also rules out empty batches there.
+    ``input_limit``
+        The largest magnitude drawn for the input (and every further input):
+        for layers whose correct result overflows beyond it (attention
+        scores grow with the square of the input).
+    ``input_dtype``, ``input_range``
+        A non-float input: an integer dtype with ``(low, high)`` (high
+        excluded; a function of the constructor arguments), e.g. indices
+        ``(0, num_embeddings)``, or ``torch.bool`` for a mask.  The layer's
+        own dtype is still drawn from ``dtypes``; no property asks for a
+        gradient of such an input, and those that need a float input
+        (rescaling it, finite differences in it) are not applicable.
+
+    Calling the layer:
+
+    ``inputs``
+        ``inputs(constructor_args, x, make) -> (args, kwargs)``: how the
+        layer is called, given the drawn main input ``x`` (the one that
+        properties slice, re-lay-out and differentiate).  ``make(shape,
+        dtype=None, low=0, high=2)`` makes a further tensor, from the
+        example's seed in the main input's value regime (an integer or bool
+        dtype draws from ``low..high-1``), so it costs no Hypothesis choice
+        and is the same every time the case is run.  Default: ``(x,), {}``.
+        The reference then receives the same arguments, tensors as exact
+        ``Bounded`` values.
+    ``output``
+        Which output the properties check when the layer returns a tuple or
+        dict: an index, a key, or a function of the output.
+    ``stochastic``
+        The layer draws from torch's RNG in train mode (dropout).  Each run
+        of an example seeds the RNG from the draw, so the same example gives
+        the same mask (``is_deterministic``, gradient checks and
+        serialization check exactly that); properties that compare two
+        different computations (a slice with the batch, a layout, a
+        compiled variant, a twin, the reference) run in eval mode, so no
+        two different random masks are ever compared.  ``matches_reference``
+        checks eval mode only (the reference describes eval).
+    ``supports_gradgrad``
+        Whether second derivatives exist (False: gradgradcheck is skipped,
+        recorded as a Hypothesis event; gradcheck still runs).
+    ``expected_failures``
+        ``ExpectedFailure`` records: properties known to fail, where, and why.
     """
 
     name: str
@@ -122,10 +204,21 @@ class LayerSpec:
     parameter_shapes: Callable[[Mapping[str, Any]], Mapping[str, tuple[int, ...]]] | None = None
     output_event_shape: tuple[int, ...] | Callable[[Mapping[str, Any]], tuple[int, ...]] | None = None
     relu_of: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None
-    parameter_init: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    parameter_init: Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]] = dataclasses.field(
+        default_factory=dict
+    )
     accumulation: str = "torch"
     max_ladder_side: int = 4096
     max_elements: int = 2**20
+    batch_sides: Mapping[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    input_limit: float | None = None
+    input_dtype: torch.dtype | None = None
+    input_range: tuple[int, int] | Callable[[Mapping[str, Any]], tuple[int, int]] | None = None
+    inputs: Callable[..., tuple[Sequence[Any], Mapping[str, Any]]] | None = None
+    output: int | str | Callable[[Any], torch.Tensor] | None = None
+    stochastic: bool = False
+    supports_gradgrad: bool = True
+    expected_failures: Sequence[ExpectedFailure] = ()
 
     def __post_init__(self) -> None:
         def bad(field: str, problem: str, fix: str) -> SpecError:
@@ -186,6 +279,24 @@ class LayerSpec:
             isinstance(k, str) and callable(v) for k, v in self.equivalents.items()
         ):
             raise bad("equivalents", "is not a dict of name -> function", "Pass {'name': make_twin_from(module)}.")
+        self._check_input_domain(bad)
+        for field in ("inputs",):
+            value = getattr(self, field)
+            if value is not None and not callable(value):
+                raise bad(field, f"{value!r} is not callable", "Pass a function, or leave it out.")
+        if not (self.output is None or isinstance(self.output, (int, str)) or callable(self.output)):
+            raise bad("output", f"{self.output!r} is not an index, a key or a function", "Pass e.g. 0 for the first of a tuple.")
+        if not (isinstance(self.parameter_init, Mapping) or callable(self.parameter_init)):
+            raise bad("parameter_init", f"got {type(self.parameter_init).__name__}", "Pass a dict, or a function of the constructor arguments returning one.")
+        if not isinstance(self.expected_failures, (tuple, list)) or not all(
+            isinstance(e, ExpectedFailure) and isinstance(e.property, str) and isinstance(e.reason, str) and e.reason.strip()
+            for e in self.expected_failures
+        ):
+            raise bad(
+                "expected_failures",
+                "is not a list of ExpectedFailure(property=..., reason=...) with a reason",
+                "Say why each property is expected to fail: the reason is reported with the xfail.",
+            )
         if self.accumulation not in ("torch", "working"):
             raise bad(
                 "accumulation",
@@ -194,7 +305,84 @@ class LayerSpec:
                 "or pass 'working' for a layer that accumulates in its own dtype.",
             )
 
+    def _check_input_domain(self, bad: Callable[[str, str, str], SpecError]) -> None:
+        """Static checks of the input domain: a spec that can yield no valid input is one error, here."""
+        low_dims, high_dims = self.batch_dims
+        if not isinstance(self.batch_sides, Mapping):
+            raise bad("batch_sides", f"got {type(self.batch_sides).__name__}", "Pass {dim: (min, max)}, e.g. {0: (2, 4)}.")
+        for dim, sides in self.batch_sides.items():
+            if not (isinstance(dim, int) and 0 <= dim < max(high_dims, 1)):
+                raise bad(
+                    "batch_sides",
+                    f"dimension {dim!r} is not a batch dimension (batch_dims={self.batch_dims})",
+                    "Key it by the batch dimension's position: 0 for the first.",
+                )
+            if not (isinstance(sides, tuple) and len(sides) == 2 and all(isinstance(v, int) for v in sides) and 0 <= sides[0] <= sides[1]):
+                raise bad("batch_sides", f"{sides!r} for dimension {dim} is not (min, max) with 0 <= min <= max", "Pass e.g. (2, 4).")
+            if dim < low_dims and sides[1] == 0 and not self.allows_empty:
+                raise bad("batch_sides", f"dimension {dim} is always present and may only have size 0, but allows_empty is False", "Allow a positive size.")
+        if self.input_limit is not None and not (isinstance(self.input_limit, (int, float)) and self.input_limit > 0):
+            raise bad("input_limit", f"{self.input_limit!r} is not a positive number", "Pass e.g. 1e3, or leave it out.")
+        if self.input_dtype is not None and self.input_dtype not in INDEX_DTYPES:
+            raise bad(
+                "input_dtype",
+                f"{self.input_dtype!r} is not an integer or bool dtype",
+                f"Choose from {', '.join(map(str, INDEX_DTYPES))}, or leave it out for float inputs.",
+            )
+        if self.input_range is not None:
+            if self.input_dtype is None:
+                raise bad("input_range", "is set for a float input", "Set input_dtype (e.g. torch.long) too, or use input_limit for floats.")
+            if not callable(self.input_range):
+                self.index_range({})  # validates a fixed range now
+
     # -- derived facts -------------------------------------------------------
+
+    def index_range(self, constructor_args: Mapping[str, Any]) -> tuple[int, int]:
+        """``(low, high)`` of a non-float input (high excluded): ``input_range``, else all of ``input_dtype``."""
+        if self.input_range is None:
+            if self.input_dtype == torch.bool:
+                return (0, 2)
+            info = torch.iinfo(self.input_dtype)
+            return (info.min, info.max + 1)
+        value = self.input_range
+        if callable(value):
+            value = spec_call(self, "input_range", value, constructor_args)
+        if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value) and value[0] < value[1]):
+            raise SpecError(
+                f"LayerSpec {self.name!r}, field 'input_range': {value!r} "
+                f"{'for constructor arguments ' + repr(dict(constructor_args)) + ' ' if callable(self.input_range) else ''}"
+                "is not (low, high) with low < high, so there is no valid input. Pass e.g. (0, num_embeddings)."
+            )
+        return value
+
+    def initialization(self, constructor_args: Mapping[str, Any]) -> dict[str, Any]:
+        """``{name: distribution}`` declared for these constructor arguments."""
+        declared = self.parameter_init
+        if callable(declared):
+            declared = spec_call(self, "parameter_init", declared, constructor_args)
+        resolved = {}
+        for name, distribution in dict(declared).items():
+            if not hasattr(distribution, "cdf") and not hasattr(distribution, "expected") and callable(distribution):
+                distribution = spec_call(self, "parameter_init", distribution, constructor_args)
+            resolved[name] = distribution
+        return resolved
+
+    def expected_failures_of(self, prop: str) -> list[ExpectedFailure]:
+        return [e for e in self.expected_failures if e.property == prop]
+
+    def select_output(self, output: Any) -> Any:
+        """The output the properties check, per ``output``."""
+        if self.output is None:
+            return output
+        if callable(self.output) and not isinstance(self.output, (int, str)):
+            return spec_call(self, "output", self.output, output)
+        try:
+            return output[self.output]
+        except (IndexError, KeyError, TypeError) as error:
+            raise SpecError(
+                f"LayerSpec {self.name!r}, field 'output': {self.output!r} does not select from a "
+                f"{type(output).__name__} ({type(error).__name__}: {error}). Pass an index or key the layer returns."
+            ) from None
 
     def constructor_args_strategy(self) -> SearchStrategy[Mapping[str, Any]]:
         if isinstance(self.constructor_args, SearchStrategy):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,12 +28,14 @@ from properties.domains import ALL_REGIMES, ValueDomain
 from properties.spec import DEVICES, FLOAT_DTYPES, LayerSpec
 
 __all__ = [
+    "IndexRecipe",
     "LayerCase",
     "TensorRecipe",
     "ValueDomain",
     "available_devices",
     "devices",
     "dtypes",
+    "input_recipes",
     "ladder_sizes",
     "layer_cases",
     "moderate_limit",
@@ -364,6 +366,14 @@ class TensorRecipe:
             values = values.to(self.dtype)
         return values if self.device == "cpu" else values.to(self.device)
 
+    def further(self, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+        """Another tensor of ``shape`` in this one's regime, scale and cap (``LayerSpec.inputs``' ``make``)."""
+        return dataclasses.replace(self, shape=shape, seed=seed, keep=None, splices=()).materialize()
+
+    def typical(self, shape: tuple[int, ...]) -> TensorRecipe:
+        """Ordinary values of ``shape`` from the same seed and cap: an input any layer must take."""
+        return dataclasses.replace(self, shape=shape, regime="ordinary", scale=1.0, keep=None, splices=())
+
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))  # Hypothesis' "Falsifying example" uses this
 
@@ -380,6 +390,52 @@ class TensorRecipe:
         if 0 < math.prod(self.shape) <= 16:
             text += f", values={self.materialize().cpu().flatten().tolist()}"
         return text + ")"
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexRecipe:
+    """A drawn integer or bool tensor (indices, masks): uniform in ``[low, high)`` from the
+    seed, or all ``low`` (the simplest input, where shrinking goes)."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    device: str
+    low: int
+    high: int
+    seed: int
+    all_low: bool
+
+    def materialize(self) -> torch.Tensor:
+        if self.all_low:
+            values = torch.full(self.shape, self.low, dtype=torch.int64)
+        else:
+            values = torch.randint(self.low, self.high, self.shape, generator=_generator(self.seed))
+        values = values.bool() if self.dtype == torch.bool else values.to(self.dtype)
+        return values if self.device == "cpu" else values.to(self.device)
+
+    def further(self, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+        """A float tensor of ``shape`` with ordinary values (``LayerSpec.inputs``' ``make``)."""
+        return torch.normal(0.0, 1.0, shape, generator=_generator(seed))
+
+    def typical(self, shape: tuple[int, ...]) -> IndexRecipe:
+        return dataclasses.replace(self, shape=shape, all_low=False)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+    def __repr__(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        text = f"indices(shape={self.shape}, {dtype}, {self.device}, range=[{self.low}, {self.high}), "
+        text += "all low" if self.all_low else f"seed={self.seed}"
+        if 0 < math.prod(self.shape) <= 16:
+            text += f", values={self.materialize().cpu().flatten().tolist()}"
+        return text + ")"
+
+
+def _draw_index_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: str, low: int, high: int) -> IndexRecipe:
+    """One choice, as for float tensors: a seed and a digit; digit 0 makes every element ``low``."""
+    seed, digit = divmod(draw(_NUMBERS), _KEEP_DIGITS)
+    return IndexRecipe(shape, dtype, device, low, high, seed, digit == 0)
 
 
 _shared_generator: torch.Generator | None = None
@@ -413,12 +469,15 @@ def moderate_limit(dtype: torch.dtype) -> float:
     return 2.0 ** ((math.frexp(torch.finfo(dtype).max)[1] - 1) // 2)
 
 
-def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: str, domain: ValueDomain) -> TensorRecipe:
+def _draw_recipe(
+    draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: str, domain: ValueDomain, input_limit: float | None = None
+) -> TensorRecipe:
     """The choices behind a tensor: the number (seed, head and kept elements), then
     one value per spliced element.
 
     A constant number of choices whatever the tensor's size: one on most
-    draws, at most ``1 + max_splices``.
+    draws, at most ``1 + max_splices``.  ``input_limit`` (a spec's) caps
+    magnitudes further than the domain does.
     """
     numel = math.prod(shape)
     seed, digit = divmod(draw(_NUMBERS), _KEEP_DIGITS)
@@ -434,7 +493,11 @@ def _draw_recipe(draw: Any, shape: tuple[int, ...], dtype: torch.dtype, device: 
     if numel and head.splices:
         values = [draw(_finite_floats(dtype) if kind == "float" else _edges(dtype)) for kind in head.splices]
         splices = tuple(zip(_splice_positions(seed, len(values), numel), values))
-    return TensorRecipe(shape, dtype, device, regime, scale, seed, keep, splices, _limit(dtype, domain.limit))
+    limit = _limit(dtype, domain.limit)
+    if input_limit is not None and input_limit < limit:
+        limit = float(input_limit)
+        # A constant or spliced value beyond the cap is clamped at materialization.
+    return TensorRecipe(shape, dtype, device, regime, scale, seed, keep, splices, limit)
 
 
 @functools.lru_cache(maxsize=None)
@@ -520,11 +583,15 @@ def layer_cases(
     only_dtypes: Sequence[torch.dtype] | None = None,
     only_devices: Sequence[str] | None = None,
     values: ValueDomain = ValueDomain(),
+    pairs: Sequence[tuple[torch.dtype, str]] | None = None,
 ) -> LayerCase:
     """Examples for ``spec``: constructor arguments, dtype, device, input shape and values.
 
     ``only_dtypes``/``only_devices`` narrow what the spec supports (the
-    result must not be empty); ``values`` narrows the input values.
+    result must not be empty); ``values`` narrows the input values, and the
+    spec's input domain (``batch_sides``, ``input_limit``, ``input_dtype``,
+    ``input_range``) narrows both.  ``pairs``, where given, are the
+    (dtype, device) pairs to draw from instead (around expected failures).
     """
     allowed_dtypes = [d for d in spec.dtypes if only_dtypes is None or d in only_dtypes]
     if not allowed_dtypes:
@@ -533,23 +600,74 @@ def layer_cases(
         )
     allowed_devices = tuple(d for d in spec.devices if only_devices is None or d in only_devices)
     constructor_args = draw(spec.constructor_args_strategy())
-    dtype = draw(_dtypes_of(tuple(allowed_dtypes)))
-    device = draw(_devices_of(allowed_devices))
-    low, high = spec.batch_dims
-    shape = draw(
-        _shapes_of(
-            low, high, spec.allows_empty, spec.max_side, spec.event_shape(constructor_args),
-            spec.max_ladder_side, spec.max_elements,
-        )
-    )
-    recipe = _draw_recipe(draw, shape, dtype, device, values)
+    if pairs is None:
+        dtype = draw(_dtypes_of(tuple(allowed_dtypes)))
+        device = draw(_devices_of(allowed_devices))
+    else:
+        dtype, device = draw(_pairs_of(tuple(pairs)))
+    recipe = draw(input_recipes(spec, constructor_args, dtype=dtype, device=device, values=values))
     module_seed = draw(_integers(0, 2**31 - 2))
-    return LayerCase(spec, constructor_args, recipe, module_seed)
+    return LayerCase(spec, constructor_args, recipe, module_seed, None if spec.input_dtype is None else dtype)
+
+
+def input_recipes(
+    spec: LayerSpec,
+    constructor_args: Mapping[str, Any],
+    *,
+    dtype: torch.dtype,
+    device: str,
+    values: ValueDomain = ValueDomain(),
+    shape: tuple[int, ...] | None = None,
+) -> st.SearchStrategy[TensorRecipe | IndexRecipe]:
+    """Main inputs of ``spec`` for these constructor arguments, inside its declared domain
+    (``batch_sides``, ``input_limit``, ``input_dtype``/``input_range``): a shape (or the
+    given one), then a float or an index recipe.  ``dtype`` is the layer's."""
+
+    @st.composite
+    def draw_input(draw: Any) -> TensorRecipe | IndexRecipe:
+        drawn = shape
+        if drawn is None:
+            low, high = spec.batch_dims
+            event_shape = spec.event_shape(constructor_args)
+            if spec.batch_sides:
+                sides = tuple(sorted(spec.batch_sides.items()))
+                drawn = draw(_sided_shapes_of(low, high, spec.allows_empty, spec.max_side, sides, event_shape))
+            else:
+                drawn = draw(
+                    _shapes_of(
+                        low, high, spec.allows_empty, spec.max_side, event_shape, spec.max_ladder_side, spec.max_elements
+                    )
+                )
+        if spec.input_dtype is None:
+            return _draw_recipe(draw, drawn, dtype, device, values, spec.input_limit)
+        index_low, index_high = spec.index_range(constructor_args)
+        return _draw_index_recipe(draw, drawn, spec.input_dtype, device, index_low, index_high)
+
+    return draw_input()
+
+
+def _sided_shapes(
+    low: int, high: int, allow_empty: bool, max_side: int, sides: tuple[tuple[int, tuple[int, int]], ...], event_shape: tuple[int, ...]
+) -> st.SearchStrategy[tuple[int, ...]]:
+    """Shapes whose batch dimensions have the sizes ``sides`` declares ({dim: (min, max)}),
+    ``1..max_side`` elsewhere; an undeclared first dimension is empty as often as in ``shapes``."""
+    declared = dict(sides)
+    side_of = [_integers(*declared.get(i, (1, max_side))) for i in range(high)]
+
+    @st.composite
+    def draw_shape(draw: Any) -> tuple[int, ...]:
+        batch = [draw(side_of[i]) for i in range(draw(_integers(low, high)))]
+        if allow_empty and batch and 0 not in declared and draw(_integers(0, 7)) == 7:
+            batch[0] = 0
+        return (*batch, *event_shape)
+
+    return draw_shape()
 
 
 # layer_cases runs once per example: build its strategies once per argument set.
 _dtypes_of = functools.lru_cache(maxsize=None)(lambda allowed: dtypes(allowed=allowed))
 _devices_of = functools.lru_cache(maxsize=None)(lambda allowed: devices(allowed=allowed))
+_pairs_of = functools.lru_cache(maxsize=None)(st.sampled_from)
 _shapes_of = functools.lru_cache(maxsize=None)(
     lambda low, high, allow_empty, max_side, event_shape, max_ladder_side, max_elements: shapes(
         min_dims=low,
@@ -561,3 +679,4 @@ _shapes_of = functools.lru_cache(maxsize=None)(
         max_elements=max_elements,
     )
 )
+_sided_shapes_of = functools.lru_cache(maxsize=None)(_sided_shapes)

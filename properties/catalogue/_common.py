@@ -15,15 +15,33 @@ from properties.spec import spec_call
 
 
 def reference(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tolerances.Bounded:
-    """The spec's exact reference for this module and input, checked to be usable."""
+    """The spec's exact reference for this module and input, checked to be usable.
+
+    It receives what the layer receives (``case.arguments``), tensors as exact ``Bounded`` values.
+    """
+    args, kwargs = case.arguments(x)
+    args, kwargs = [_exact(a) for a in args], {k: _exact(v) for k, v in kwargs.items()}
     with tolerances.accumulating(case.spec.accumulation):
-        expected = spec_call(case.spec, "reference", case.spec.reference, module, tolerances.exact(x))
+        expected = spec_call(case.spec, "reference", case.spec.reference, module, *args, **kwargs)
     if not isinstance(expected, tolerances.Bounded):
         raise SpecError(
             f"LayerSpec {case.spec.name!r}, field 'reference' returned {type(expected).__name__}; "
             "it must return a Bounded built with properties.tolerances (exact, linear, mean, ...)."
         )
     return expected
+
+
+def _exact(value: Any) -> Any:
+    return tolerances.exact(value) if isinstance(value, torch.Tensor) else value
+
+
+def comparable(case: LayerCase, **build: Any) -> torch.nn.Module:
+    """The layer, for properties that compare two computations: in eval mode if the spec
+    declares it stochastic, so that two different random masks are never compared (a
+    slice has another mask than its batch; so may another layout, a compiled variant,
+    a twin; the reference describes eval mode)."""
+    module = case.build(**build)
+    return module.eval() if case.spec.stochastic else module
 
 
 def exact_output(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tolerances.Bounded | Float64Twin:

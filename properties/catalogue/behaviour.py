@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import torch
 from hypothesis import event, strategies as st
 
@@ -10,6 +13,7 @@ from properties.cases import LayerCase
 from properties.catalogue._common import (
     assert_identical,
     assert_same_computation,
+    comparable,
     comparison_bound,
     exact_output,
     forward,
@@ -46,10 +50,9 @@ def train_and_eval_agree(case: LayerCase) -> None:
     """Train and eval mode compute the same, unless the spec declares they differ
     (catches dropout or other randomness left on)."""
     __tracebackhide__ = True
-    if case.spec.train_eval_differ:
-        import pytest
-
-        pytest.skip(f"{case.spec.name} declares train_eval_differ")
+    if case.spec.train_eval_differ or case.spec.stochastic:
+        which = "train_eval_differ" if case.spec.train_eval_differ else "stochastic"
+        pytest.skip(f"{case.spec.name} declares {which}")
     module, x = case.build(), case.make_input()
     trained = forward(case, module.train(), x)
     evaluated = forward(case, module.eval(), x)
@@ -60,15 +63,29 @@ def train_and_eval_agree(case: LayerCase) -> None:
 @layer_property(family="batch", requires=("per_sample",), extra=st.integers(0, 2**16))
 def samples_are_independent(case: LayerCase, pick: int) -> None:
     """For a per-sample layer, each sample's output equals the output of that sample
-    alone: unbatched, and as a batch of one; an unbatched input equals a batch of one."""
+    alone: unbatched, and as a batch of one; an unbatched input equals a batch of one.
+    Every tensor argument with the main input's batch dimensions is sliced with it."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
-    batch_dims = x.dim() - len(case.spec.event_shape(case.constructor_args))
+    module, x = comparable(case), case.make_input()
+    batch_dims = case.batch_ndim(x)
     out = forward(case, module, x)
     expected = exact_output(case, module, x)
     name = case.spec.name
+    args, kwargs = case.arguments(x)
+
+    def sliced(index: Any) -> torch.Tensor:
+        """The layer on every batched argument indexed by ``index``, the others as they are."""
+
+        def pick(value: Any) -> Any:
+            if isinstance(value, torch.Tensor) and value.shape[:batch_dims] == x.shape[:batch_dims]:
+                return value[index]
+            return value
+
+        with torch.no_grad():
+            return case.call(module, tuple(pick(a) for a in args), {k: pick(v) for k, v in kwargs.items()})
+
     if batch_dims == 0:
-        alone = forward(case, module, x.unsqueeze(0))
+        alone = sliced(None)  # x[None]: every argument as a batch of one
         assert alone.shape[0] == 1, f"{name}: a batch of one gave {tuple(alone.shape)}"
         assert_same_computation(alone[0], out, expected, what=f"{name}: a batch of one vs the unbatched input")
         return
@@ -80,10 +97,10 @@ def samples_are_independent(case: LayerCase, pick: int) -> None:
     # is taken over the whole canonical output).
     in_batch = sample(comparison_bound(out, expected, what=name), i)
     tolerances.assert_within_bound(
-        forward(case, module, x[i]), in_batch, what=f"{name}: sample {i} alone (one batch dim fewer) vs in the batch"
+        sliced(i), in_batch, what=f"{name}: sample {i} alone (one batch dim fewer) vs in the batch"
     )
     tolerances.assert_within_bound(
-        forward(case, module, x[i : i + 1])[0], in_batch, what=f"{name}: sample {i} as a batch of one vs in the batch"
+        sliced(slice(i, i + 1))[0], in_batch, what=f"{name}: sample {i} as a batch of one vs in the batch"
     )
 
 
@@ -101,7 +118,7 @@ def _non_contiguous(x: torch.Tensor, layout: str) -> torch.Tensor:
 def ignores_memory_layout(case: LayerCase, layout: str) -> None:
     """Non-contiguous inputs (strided, transposed) give the same result as contiguous ones."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     strided = _non_contiguous(x, layout)
     if x.numel() > 1 and strided.is_contiguous():
         event("ignores_memory_layout: layout stayed contiguous")

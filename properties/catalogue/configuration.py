@@ -18,11 +18,13 @@ from properties.spec import spec_call
 
 
 def typical_input(case: LayerCase) -> torch.Tensor:
+    """One batch dimension of two samples where the spec allows it (or its declared sizes'
+    nearest), ordinary values within the declared domain."""
     low, high = case.spec.batch_dims
-    batch = (2,) * min(max(low, 1), high)
+    dims = min(max(low, 1), high)
+    batch = tuple(min(max(2, case.spec.batch_sides.get(i, (1, 2))[0]), case.spec.batch_sides.get(i, (2, 2))[1]) for i in range(dims))
     shape = (*batch, *case.spec.event_shape(case.constructor_args))
-    generator = torch.Generator().manual_seed(case.input_recipe.seed)
-    return torch.randn(shape, generator=generator).to(dtype=case.dtype, device=case.device)
+    return case.input_recipe.typical(shape).materialize()
 
 
 @layer_property(family="spec", regimes=("ordinary",), max_splices=0)
@@ -44,7 +46,10 @@ def spec_is_usable(case: LayerCase) -> None:
             "the layer cannot take its most ordinary input."
         ) from None
     if not isinstance(out, torch.Tensor):
-        raise SpecError(f"LayerSpec {spec.name!r}: forward returned {type(out).__name__}; the gate checks layers returning one tensor.")
+        raise SpecError(
+            f"LayerSpec {spec.name!r}, field 'output': forward returned {type(out).__name__}; the properties check "
+            "one tensor. Select it with output= (an index, a key or a function of the output)."
+        )
     if spec.reference is not None:
         with torch.no_grad():
             expected = reference(case, module, x)
@@ -70,7 +75,7 @@ def spec_is_usable(case: LayerCase) -> None:
                 f"LayerSpec {spec.name!r}, field 'relu_of' gives shape {tuple(pre.shape)}, the layer {tuple(out.shape)}."
             )
     held = {**dict(module.named_parameters()), **dict(module.named_buffers())}
-    unknown = sorted(set(spec.parameter_init) - set(held))
+    unknown = sorted(set(spec.initialization(args)) - set(held))
     if unknown:
         raise SpecError(
             f"LayerSpec {spec.name!r}, field 'parameter_init' names {unknown}, which the layer does not have "

@@ -30,10 +30,15 @@ def gradient_flow(case: LayerCase) -> None:
     __tracebackhide__ = True
     module = case.build()
     x = case.make_input(requires_grad=True)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    if not x.requires_grad and not trainable:
+        event("gradient_flow: nothing requires grad (an index input and no trainable parameter)")
+        return
     out = call_layer(case, module, x)
     if not out.requires_grad:
         raise AssertionError(
-            f"{case.spec.name}: the output does not require grad although the input does: "
+            f"{case.spec.name}: the output does not require grad although the "
+            f"{'input does' if x.requires_grad else 'layer has trainable parameters'}: "
             "forward cut the result out of autograd (.data, .detach(), .item() or a new tensor?)"
         )
     # Backpropagate a cotangent of 1/N per element rather than out.sum(): the
@@ -52,14 +57,15 @@ def gradient_flow(case: LayerCase) -> None:
             nonfinite.append(name)
     problems = []
     if missing:
-        problems.append(f"received no gradient: {', '.join(missing)}")
+        # The hint belongs to a missing gradient only: a non-finite one is an overflow, not a cut.
+        problems.append(
+            f"received no gradient: {', '.join(missing)} "
+            "(a parameter read through .data/.detach() in forward never learns)"
+        )
     if nonfinite:
         problems.append(f"received a non-finite gradient: {', '.join(nonfinite)}")
     if problems:
-        raise AssertionError(
-            f"{case.spec.name}: after backward, {'; '.join(problems)}. "
-            "A parameter read through .data/.detach() in forward never learns."
-        )
+        raise AssertionError(f"{case.spec.name}: after backward, {'; '.join(problems)}.")
 
 
 @layer_property(family="gradients", dtypes=(torch.float64,), **_SMOOTH)
@@ -91,7 +97,7 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
         ) from None
 
 
-@layer_property(family="gradients", dtypes=(torch.float64,), **_SMOOTH)
+@layer_property(family="gradients", requires=("supports_gradgrad",), dtypes=(torch.float64,), **_SMOOTH)
 def second_derivatives_match_finite_differences(case: LayerCase) -> None:
     """torch.autograd.gradgradcheck in float64, for the input and every trainable parameter
     (catches a backward that is right but not itself differentiable, e.g. a custom
@@ -119,11 +125,20 @@ def _as_function_of_leaves(case: LayerCase) -> tuple[Callable[..., torch.Tensor]
     trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
     names = list(trainable)
 
-    def function(*values: torch.Tensor) -> torch.Tensor:
-        return call_layer(case, lambda inp: functional_call(module, dict(zip(names, values[1:])), (inp,)), values[0])
+    # An index or mask input is not differentiable: it is held fixed, only the parameters vary.
+    fixed = not x.is_floating_point()
 
-    leaves = tuple(t.detach().clone().requires_grad_(True) for t in (x, *trainable.values()))
-    return function, leaves, ["input", *names]
+    def function(*values: torch.Tensor) -> torch.Tensor:
+        inp, held = (x, values) if fixed else (values[0], values[1:])
+        parameters = dict(zip(names, held))
+        return call_layer(case, lambda *args, **kwargs: functional_call(module, parameters, args, kwargs), inp)
+
+    varied = (*trainable.values(),) if fixed else (x, *trainable.values())
+    if not varied:
+        event("gradcheck: nothing to differentiate")
+        return None, (), []
+    leaves = tuple(t.detach().clone().requires_grad_(True) for t in varied)
+    return function, leaves, names if fixed else ["input", *names]
 
 
 def _reaches(function: Callable[..., torch.Tensor], leaves: tuple[torch.Tensor, ...], i: int) -> bool:

@@ -32,31 +32,44 @@ MAX_INSTANCES = 256
 @layer_property(family="initialization", requires=("parameter_init",), dtypes=(torch.float32,), examples_scale=0.25)
 def initialized_from_declared_distribution(case: LayerCase) -> None:
     """Parameters are drawn from the declared distribution (a Kolmogorov-Smirnov test
-    with a false-alarm rate of at most 1e-6 per check)."""
+    with a false-alarm rate of at most 1e-6 per check), or equal the declared constant
+    or identity exactly."""
     __tracebackhide__ = True
-    pooled: dict[str, list[torch.Tensor]] = {name: [] for name in case.spec.parameter_init}
+    declared = case.spec.initialization(case.constructor_args)
+    exact = {name: d for name, d in declared.items() if hasattr(d, "expected")}
+    pooled: dict[str, list[torch.Tensor]] = {name: [] for name in declared if name not in exact}
     for k in range(MAX_INSTANCES):
         module = dataclasses.replace(case, module_seed=case.module_seed + k).build(device="cpu")
         tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
-        for name in pooled:
+        for name in declared:
             assert name in tensors, f"{case.spec.name}: parameter_init names {name!r}, which the layer does not have"
+        if k == 0:
+            # A degenerate distribution is deterministic: one instance shows it, exactly.
+            for name, distribution in exact.items():
+                actual = tensors[name].detach().double()
+                want = spec_call(case.spec, "parameter_init", distribution.expected, tuple(actual.shape))
+                wrong = actual != want
+                assert not bool(wrong.any()), (
+                    f"{case.spec.name}: {name} is not initialized to {distribution}: {int(wrong.sum())} / "
+                    f"{actual.numel()} elements differ (e.g. {actual[wrong][0].item()!r} where "
+                    f"{want[wrong][0].item()!r} is declared)"
+                )
+        for name in pooled:
             pooled[name].append(tensors[name].detach().flatten().double())
-        if min(sum(v.numel() for v in values) for values in pooled.values()) >= SAMPLES:
+        if not pooled or min(sum(v.numel() for v in values) for values in pooled.values()) >= SAMPLES:
             break
     for name, values in pooled.items():
         sample = torch.cat(values).sort().values
         n = sample.numel()
         if n == 0:
             continue
-        declared = case.spec.parameter_init[name]
-        if not hasattr(declared, "cdf"):
-            declared = spec_call(case.spec, "parameter_init", declared, case.constructor_args)
-        cdf = declared.cdf(sample)
+        distribution = declared[name]
+        cdf = distribution.cdf(sample)
         ranks = torch.arange(1, n + 1, dtype=torch.float64)
         statistic = torch.maximum(ranks / n - cdf, cdf - (ranks - 1) / n).max().item()
         threshold = math.sqrt(math.log(2 / ALPHA) / (2 * n))
         assert statistic <= threshold, (
-            f"{case.spec.name}: {name} does not look drawn from {declared}: Kolmogorov-Smirnov distance "
+            f"{case.spec.name}: {name} does not look drawn from {distribution}: Kolmogorov-Smirnov distance "
             f"{statistic:.3f} > {threshold:.3f} over {n} values (mean {sample.mean().item():.3g}, "
             f"std {sample.std().item() if n > 1 else 0.0:.3g}); false-alarm rate <= {ALPHA}"
         )

@@ -9,6 +9,7 @@ from properties import tolerances
 from properties.cases import LayerCase
 from properties.catalogue._common import (
     assert_same_computation,
+    comparable,
     comparison_bound,
     exact_output,
     float64_twin_of,
@@ -24,10 +25,10 @@ from properties.strategies import moderate_limit
 @layer_property(family="equivalence", requires=("reference",))
 def matches_reference(case: LayerCase) -> None:
     """The output is within the rounding-error bound of the spec's exact reference,
-    in train and in eval mode."""
+    in train and in eval mode (eval only for a stochastic layer: the reference describes eval)."""
     __tracebackhide__ = True
     module, x = case.build(), case.make_input()
-    for mode in ("train", "eval"):
+    for mode in ("eval",) if case.spec.stochastic else ("train", "eval"):
         module.train(mode == "train")
         out = forward(case, module, x)
         expected = reference(case, module, x)
@@ -39,11 +40,13 @@ def matches_equivalents(case: LayerCase) -> None:
     """The layer computes the same as each declared equivalent built from its parameters
     (MyLinear = nn.Linear + ReLU with the weight transposed)."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     out = forward(case, module, x)
     expected = exact_output(case, module, x)
     for name, make in case.spec.equivalents.items():
         twin = spec_call(case.spec, "equivalents", make, module)
+        if isinstance(twin, torch.nn.Module):
+            twin.train(module.training)
         got, what = forward(case, twin, x), f"{name} vs {case.spec.name}"
         if isinstance(expected, Float64Twin):
             # No reference: each side within its own bound of its own float64
@@ -61,7 +64,7 @@ def matches_equivalents(case: LayerCase) -> None:
 def zero_mean_after_centering(case: LayerCase) -> None:
     """The mean of the output over all elements is zero, within the output's error bound."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     out = forward(case, module, x)
     expected = reference(case, module, x)
     if out.numel() == 0:
@@ -94,7 +97,7 @@ def zero_mean_after_centering(case: LayerCase) -> None:
 def centering_ignores_a_shift(case: LayerCase, shift: float) -> None:
     """Centering is translation invariant: f(X + c) = f(X)."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     shifted = x + shift
     out, out_shifted = forward(case, module, x), forward(case, module, shifted)
     expected = reference(case, module, x)
@@ -114,7 +117,7 @@ def centering_ignores_a_shift(case: LayerCase, shift: float) -> None:
 def centering_is_idempotent(case: LayerCase) -> None:
     """Centering twice is centering once: f(f(X)) = f(X)."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     once = forward(case, module, x)
     twice = forward(case, module, once)
     first, second = reference(case, module, x), reference(case, module, once)
@@ -147,7 +150,7 @@ def nonnegative_output(case: LayerCase) -> None:
 def relu_is_exact(case: LayerCase) -> None:
     """The output is exactly zero where the pre-activation is <= 0 and equals it elsewhere."""
     __tracebackhide__ = True
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     out = forward(case, module, x)
     with torch.no_grad():
         pre = spec_call(case.spec, "relu_of", case.spec.relu_of, module, x)
@@ -192,19 +195,22 @@ def _moderate(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> bool
     dtypes=(torch.float16, torch.bfloat16),
     regimes=("constant", "ordinary", "mixed"),
     extra=st.tuples(st.integers(1, 12), st.booleans()),
+    float_input=True,
 )
 def finite_output(case: LayerCase, headroom_and_sign: tuple[int, bool]) -> None:
     """In float16/bfloat16, large finite inputs whose exact result (and every
     intermediate, accumulated in float32) fits the dtype give no inf or NaN."""
     __tracebackhide__ = True
     headroom, same_sign = headroom_and_sign
-    module, x = case.build(), case.make_input()
+    module, x = comparable(case), case.make_input()
     if same_sign:
         x = x.abs()
     top = torch.finfo(case.dtype).max
     if case.spec.reference is None:
         top = min(top, moderate_limit(tolerances.accumulation_dtype(case.dtype)))
     target = top / 2.0**headroom
+    if case.spec.input_limit is not None:
+        target = min(target, case.spec.input_limit)  # never outside the declared domain
     peak = x.abs().max().item() if x.numel() else 0.0
     # All zeros (the simplest draw) become all equal at the target: the
     # classic trigger of an overflowing sum.
@@ -233,18 +239,28 @@ def finite_output(case: LayerCase, headroom_and_sign: tuple[int, bool]) -> None:
 def _degenerate(case: LayerCase, kind: str) -> torch.Tensor | None:
     """The drawn input turned into a degenerate one of ``kind``, or None if the spec rules it out."""
     x = case.make_input()
-    event = case.spec.event_shape(case.constructor_args)
-    batch = x.dim() - len(event)
+    batch = case.batch_ndim(x)
+    sides = case.spec.batch_sides
     if kind == "empty":
-        if batch == 0 or not case.spec.allows_empty:
+        if batch == 0 or not case.spec.allows_empty or sides.get(0, (0,))[0] > 0:
             return None
         return x.new_empty((0, *x.shape[1:]))
     if kind == "single element":
-        return x.new_full((1,) * batch + event, 1.5)
+        if any(low > 1 for dim, (low, _) in sides.items() if dim < batch):
+            return None
+        one = 1.5 if x.is_floating_point() else case.spec.index_range(case.constructor_args)[0]
+        return x.new_full((1,) * batch + tuple(x.shape[batch:]), one)
     if kind == "all equal":
         return torch.full_like(x, x.flatten()[0].item() if x.numel() else 1.5)
+    if not x.is_floating_point():  # the ends of the index range
+        low, high = case.spec.index_range(case.constructor_args)
+        ends = torch.tensor([low, high - 1])
+        pick = torch.randint(2, x.shape, generator=torch.Generator().manual_seed(case.input_recipe.seed))
+        return ends[pick].to(dtype=x.dtype, device=case.device)
     info = torch.finfo(case.dtype)
     edges = torch.tensor([info.max, -info.max, info.tiny, -info.tiny, 0.0], dtype=torch.float64)
+    if case.spec.input_limit is not None:
+        edges = edges.clamp(-case.spec.input_limit, case.spec.input_limit)  # the domain's own limits
     generator = torch.Generator().manual_seed(case.input_recipe.seed)
     pick = torch.randint(len(edges), x.shape, generator=generator)
     return edges[pick].to(dtype=case.dtype, device=case.device)
@@ -264,7 +280,7 @@ def handles_degenerate_inputs(case: LayerCase, kind: str) -> None:
     if x is None:
         event(f"degenerate: {kind} ruled out by the spec")
         return
-    module = case.build()
+    module = comparable(case)
     try:
         out = forward(case, module, x)
     except Exception as error:

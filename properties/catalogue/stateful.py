@@ -31,7 +31,8 @@ from properties.catalogue._common import assert_identical, reference
 from properties.cases import LayerCase
 from properties.profiles import profile_name
 from properties.registry import layer_property
-from properties.strategies import TensorRecipe, shapes, tensor_recipes
+from properties.domains import ValueDomain
+from properties.strategies import TensorRecipe, input_recipes
 
 __all__ = ["MAX_STEPS", "program"]
 
@@ -66,7 +67,7 @@ def _tensor_code(recipe: TensorRecipe) -> str:
         f"{f.name}={dtype if f.name == 'dtype' else repr(getattr(recipe, f.name))}"
         for f in dataclasses.fields(recipe)
     )
-    return f"TensorRecipe({fields}).materialize()"
+    return f"{type(recipe).__name__}({fields}).materialize()"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,17 +135,11 @@ def steps_for(case: LayerCase, max_steps: int, *, optimizer: bool = True) -> st.
     A fresh input keeps the case's shape or takes another the spec allows
     (same-shape inputs catch caches keyed on shape).
     """
-    spec = case.spec
-    low, high = spec.batch_dims
-    other_shapes = shapes(
-        min_dims=low,
-        max_dims=high,
-        max_side=spec.max_side,
-        allow_empty=spec.allows_empty,
-        event_shape=spec.event_shape(case.constructor_args),
-    )
-    inputs = st.one_of(st.just(case.input_recipe.shape), other_shapes).flatmap(
-        lambda shape: tensor_recipes(shape=shape, dtype=case.dtype, device=case.device, **_VALUES)
+    # Inside the spec's declared input domain (sizes, magnitudes, index ranges).
+    domain = dict(dtype=case.dtype, device=case.device, values=ValueDomain(**_VALUES))
+    inputs = st.one_of(
+        input_recipes(case.spec, case.constructor_args, shape=case.input_recipe.shape, **domain),
+        input_recipes(case.spec, case.constructor_args, **domain),
     )
     step = st.one_of(
         inputs.map(Forward),
@@ -304,7 +299,10 @@ class _Sequence:
         parameters = _snapshot(dict(module.named_parameters()))
         buffers = _snapshot(dict(module.named_buffers()))
         # The expected output, from the state the call sees (before it).
-        uses_reference = case.spec.reference is not None and not (case.spec.train_eval_differ and module.training)
+        # A stochastic layer's reference describes eval mode; in train mode the
+        # fresh twin, run under the same seed, draws the same mask.
+        differs = case.spec.train_eval_differ or case.spec.stochastic
+        uses_reference = case.spec.reference is not None and not (differs and module.training)
         expected = reference(case, module, x) if uses_reference else None
         # A fresh instance with the same state: the output without a reference,
         # and a backward's own gradient.

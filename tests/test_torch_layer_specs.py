@@ -1,0 +1,95 @@
+"""torch.nn's own stochastic, batch-coupled, integer-input and multi-input layers, each in
+one short spec, pass every property that applies to them (torch's modules are correct by
+definition: a failure here is the framework's bug); broken variants of them are caught.
+
+Run as ``check_layer(spec, settings=...)`` with the ``ci`` profile's examples, one test per
+(layer, property), so pytest-xdist spreads them.
+"""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from hypothesis import Phase, settings, strategies as st
+from torch import nn
+
+from properties import LayerSpec, SpecError, check_layer, registered_properties, tolerances as tol
+from properties.distributions import Uniform, ones, standard_normal, zeros
+from properties.runner import why_not_run
+from properties.plugin import CI_EXAMPLES
+
+CI_LIKE = settings(max_examples=CI_EXAMPLES, derandomize=True, database=None, deadline=None, print_blob=True)
+
+# Dropout: random in train mode (the same seed gives the same mask), the identity in eval.
+dropout_spec = LayerSpec(
+    name="Dropout",
+    module=nn.Dropout,
+    factory_kwargs=False,
+    constructor_args=st.fixed_dictionaries({"p": st.sampled_from([0.0, 0.25, 0.5, 1.0])}),
+    batch_dims=(0, 4),
+    stochastic=True,
+    per_sample=True,
+    reference=lambda module, x: x,  # eval mode: the identity
+)
+
+# BatchNorm1d couples the batch and, in train mode, needs two samples per channel.
+batch_norm_spec = LayerSpec(
+    name="BatchNorm1d",
+    module=nn.BatchNorm1d,
+    constructor_args=st.fixed_dictionaries({"num_features": st.integers(1, 6), "affine": st.booleans()}),
+    input_event_shape=lambda args: (args["num_features"],),
+    batch_dims=(1, 1),
+    batch_sides={0: (2, 4)},  # a batch of one raises in train mode: never drawn
+    train_eval_differ=True,
+    parameter_shapes=lambda args: {"weight": (args["num_features"],), "bias": (args["num_features"],)} if args["affine"] else {},
+    parameter_init=lambda args: {"running_mean": zeros(), "running_var": ones()}
+    | ({"weight": ones(), "bias": zeros()} if args["affine"] else {}),
+)
+
+# Embedding takes indices in [0, num_embeddings): an exact lookup.
+embedding_spec = LayerSpec(
+    name="Embedding",
+    module=nn.Embedding,
+    constructor_args=st.fixed_dictionaries({"num_embeddings": st.integers(1, 8), "embedding_dim": st.integers(1, 4)}),
+    input_dtype=torch.long,
+    input_range=lambda args: (0, args["num_embeddings"]),
+    output_event_shape=lambda args: (args["embedding_dim"],),
+    per_sample=True,
+    reference=lambda module, indices: tol.exact(module.weight.detach().cpu()[indices.value.long()]),
+    parameter_shapes=lambda args: {"weight": (args["num_embeddings"], args["embedding_dim"])},
+    parameter_init={"weight": standard_normal()},
+)
+
+
+def _xavier(args):  # nn.init.xavier_uniform_ of the (3E, E) input projection
+    return Uniform(-math.sqrt(6 / (4 * args["embed_dim"])), math.sqrt(6 / (4 * args["embed_dim"])))
+
+
+# MultiheadAttention: query, key and value (self-attention on another key and value), a tuple out.
+attention_spec = LayerSpec(
+    name="MultiheadAttention",
+    module=nn.MultiheadAttention,
+    constructor_args=st.fixed_dictionaries({"embed_dim": st.sampled_from([2, 4]), "num_heads": st.sampled_from([1, 2]), "batch_first": st.just(True)}),
+    input_event_shape=lambda args: (args["embed_dim"],),
+    batch_dims=(1, 2),  # (L, E) or (N, L, E)
+    allows_empty=False,  # an empty sequence has no attention weights to normalize
+    inputs=lambda args, query, make: ((query, make(query.shape), make(query.shape)), {"need_weights": False}),
+    output=0,  # (attn_output, attn_weights)
+    input_limit=16.0,  # scores grow as |x|^2: at float16's limits they overflow (NaN), a range, not a bug
+    supports_gradgrad=False,  # CPU flash attention (need_weights=False) has no double backward
+    parameter_init=lambda args: {"in_proj_weight": _xavier(args), "in_proj_bias": zeros(), "out_proj.bias": zeros()},
+)
+
+TORCH_SPECS = (dropout_spec, batch_norm_spec, embedding_spec, attention_spec)
+CASES = [
+    (spec, prop.name)
+    for spec in TORCH_SPECS
+    for prop in registered_properties()
+    if why_not_run(prop, spec) is None
+]
+
+
+@pytest.mark.parametrize("spec, prop", CASES, ids=[f"{s.name}-{p}" for s, p in CASES])
+def test_torch_layers_pass_every_property_that_applies(spec, prop):
+    check_layer(spec, [prop], settings=CI_LIKE)
