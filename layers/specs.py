@@ -13,12 +13,18 @@ from torch import nn
 from layers.lesson import CenteredLayer, MyLinear, MyLinearWithBuiltin
 from properties import LayerSpec, tolerances as tol
 from properties.distributions import Uniform, standard_normal
+from properties.strategies import sides
 
 __all__ = ["LESSON_SPECS", "centered_spec", "my_linear_spec", "my_linear_with_builtin_spec"]
 
-# Small feature counts keep float16's bound meaningful (gamma(n) grows with n)
-# and the examples fast; the bugs the gate looks for do not need wide layers.
-linear_args = st.fixed_dictionaries({"in_units": st.integers(1, 8), "units": st.integers(1, 8)})
+# Small feature counts mostly: they keep float16's bound meaningful (gamma(n)
+# grows with n) and the examples fast.  Some climb the size ladder
+# (strategies.sides), to reach code paths that switch at 16, 256, ... features;
+# up to 1024, so that even both counts on the ladder keep the weight (and its
+# float64 reference) within 2**20 elements.
+linear_args = st.fixed_dictionaries(
+    {"in_units": sides(max_side=8, max_ladder_side=1024), "units": sides(max_side=8, max_ladder_side=1024)}
+)
 
 
 def in_units(args):

@@ -33,7 +33,7 @@ from hypothesis.core import decode_failure
 from properties import database, registry
 from properties.errors import UNUSABLE, SpecError
 from properties.profiles import profile_name
-from properties.report import KEY as REPORT_KEY, GateReport
+from properties.report import COVERAGE_KEY, KEY as REPORT_KEY, GateReport
 
 # -- Hypothesis profiles -------------------------------------------------------
 # dev: fast feedback while editing.  ci: deterministic (the same examples on
@@ -274,6 +274,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if prop is None:
         return report
     spec = item.callspec.params["layer"]
+    if report.when == "call":
+        from properties.runner import take_coverage  # a gate test ran: the framework is imported
+
+        coverage = take_coverage(spec.name, prop)
+        if coverage is not None:  # carried to the controller under xdist, like the layer_gate entry
+            report.user_properties.append((COVERAGE_KEY, (spec.name, coverage)))
     if report.skipped and isinstance(report.longrepr, tuple):
         # Where the layer was registered, not where the framework generated the test.
         path, line = registry.registered_at(spec.name) or (item.path, 0)

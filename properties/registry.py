@@ -159,9 +159,12 @@ class LayerProperty:
     ``examples_scale`` scales the profile's example count for expensive
     checks (compilation), keeping at least 2.  ``warm_up`` names a costly
     process-wide first use the check pays (``"torch.compile"``): its tests form
-    one xdist group, so that ``--dist loadgroup`` pays it on one worker only.  ``float_input``: the check
-    needs a float main input (it rescales or shifts it), so it does not
-    apply to layers taking indices or masks.
+    one xdist group, so that ``--dist loadgroup`` pays it on one worker only.
+    ``platform_probe()`` returns why this machine cannot run the property at
+    all (no compiler), or None; it is asked once per process, before any
+    example is drawn, and its reason becomes the test's skip reason.
+    ``float_input``: the check needs a float main input (it rescales or
+    shifts it), so it does not apply to layers taking indices or masks.
     """
 
     name: str
@@ -174,6 +177,7 @@ class LayerProperty:
     examples_scale: float = 1.0
     warm_up: str | None = None
     description: str = ""
+    platform_probe: Callable[[], str | None] | None = None
     float_input: bool = False
 
     def not_applicable_because(self, spec: Any) -> str | None:
@@ -203,6 +207,7 @@ def layer_property(
     examples_scale: float = 1.0,
     float_input: bool = False,
     warm_up: str | None = None,
+    platform_probe: Callable[[], str | None] | None = None,
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Register ``check(case)`` (``check(case, extra)`` with ``extra=``) as a property.
 
@@ -239,6 +244,7 @@ def layer_property(
             float_input=float_input,
             warm_up=warm_up,
             description=(check.__doc__ or "").strip().split("\n")[0],
+            platform_probe=platform_probe,
         )
         return check
 

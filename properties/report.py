@@ -4,7 +4,8 @@ Registered by the plugin as a pytest plugin object.  Results come from
 ``pytest_runtest_logreport``, which under xdist runs on the controller for
 every worker's reports, so the matrix always covers the whole run.  Each gate
 test carries ``("layer_gate", (layer, property))`` in its ``user_properties``,
-which xdist serializes along with the report.
+which xdist serializes along with the report, and ``("layer_gate_coverage",
+(layer, coverage))``: the input space its examples drew (see ``coverage_of``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from properties.errors import UNUSABLE
 
 KEY = "layer_gate"
+COVERAGE_KEY = "layer_gate_coverage"
 SYMBOL = {
     "passed": "pass",
     "failed": "FAIL",
@@ -28,15 +30,71 @@ SYMBOL = {
 }
 
 
+def coverage_of(shape: tuple[int, ...], dtype: str, device: str, regime: str) -> dict[str, Any]:
+    """The input space of one drawn example, in a form that merges (``merge_coverage``)
+    and that xdist can carry in ``user_properties`` (plain lists and numbers)."""
+    elements = 1
+    for side in shape:
+        elements *= side
+    return {
+        "examples": 1,
+        "ranks": [len(shape)],
+        "largest_side": max(shape, default=0),
+        "largest_elements": elements,
+        "dtypes": [dtype],
+        "devices": [device],
+        "regimes": [regime],
+    }
+
+
+def merge_coverage(into: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
+    """The input space of both: example counts add, extremes take the larger, sets unite."""
+    if into is None:
+        return {k: list(v) if isinstance(v, list) else v for k, v in more.items()}
+    into["examples"] += more["examples"]
+    for key in ("largest_side", "largest_elements"):
+        into[key] = max(into[key], more[key])
+    for key in ("ranks", "dtypes", "devices", "regimes"):
+        into[key] = into[key] + [v for v in more[key] if v not in into[key]]
+    return into
+
+
+# Orders in which coverage lists read best (unknown values go last).
+_ORDER = {
+    "dtypes": ("float32", "float64", "float16", "bfloat16"),
+    "devices": ("cpu", "cuda", "mps"),
+    "regimes": ("zeros", "constant", "ordinary", "tiny", "huge", "mixed"),
+}
+
+
+def describe_coverage(coverage: dict[str, Any]) -> str:
+    """One line: what the examples of a layer drew."""
+    ranks = sorted(coverage["ranks"])
+    listed = {
+        key: sorted(coverage[key], key=lambda v, key=key: (_ORDER[key].index(v) if v in _ORDER[key] else 99, v))
+        for key in _ORDER
+    }
+    return (
+        f"{coverage['examples']} examples; ranks {ranks[0]}-{ranks[-1]}; largest side {coverage['largest_side']}; "
+        f"largest input {coverage['largest_elements']} elements; dtypes {', '.join(listed['dtypes'])}; "
+        f"devices {', '.join(listed['devices'])}; regimes {', '.join(listed['regimes'])}"
+    )
+
+
 class GateReport:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.results: dict[tuple[str, str], dict[str, Any]] = {}
+        self.coverage: dict[str, dict[str, Any]] = {}
 
     # -- gathering ---------------------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        cell = dict(report.user_properties).get(KEY)
+        recorded = dict(report.user_properties)
+        if COVERAGE_KEY in recorded:
+            layer, coverage = recorded[COVERAGE_KEY]
+            self.coverage[layer] = merge_coverage(self.coverage.get(layer), coverage)
+        cell = recorded.get(KEY)
         if cell is None:
             return
         layer, prop = cell
@@ -63,6 +121,10 @@ class GateReport:
         terminalreporter.write_sep("=", "layer gate: property x layer")
         for line in self.text_matrix():
             terminalreporter.write_line(line)
+        if self.coverage:
+            terminalreporter.write_sep("-", "layer gate: input space the examples covered")
+            for line in self.coverage_lines():
+                terminalreporter.write_line(line)
         md = self.config.getoption("report_md")
         if md:
             _write(Path(md), self.markdown())
@@ -106,6 +168,9 @@ class GateReport:
         lines.append(self._totals("  "))
         return lines + self._notes()
 
+    def coverage_lines(self) -> list[str]:
+        return [f"{layer}: {describe_coverage(self.coverage[layer])}" for layer in sorted(self.coverage)]
+
     def markdown(self) -> str:
         header, rows = self.rows()
         lines = ["## Layer gate: property x layer", ""]
@@ -116,6 +181,8 @@ class GateReport:
         notes = self._notes()
         if notes:
             lines += ["", *(f"- {note}" for note in notes)]
+        if self.coverage:
+            lines += ["", "### Input space the examples covered", "", *(f"- {line}" for line in self.coverage_lines())]
         return "\n".join(lines) + "\n"
 
     def _totals(self, gap: str) -> str:
@@ -147,6 +214,7 @@ class GateReport:
                 {"layer": layer, "property": prop, **entry, "cell": self._cell(layer, prop)}
                 for (layer, prop), entry in sorted(self.results.items())
             ],
+            "coverage": {layer: self.coverage[layer] for layer in sorted(self.coverage)},
         }
 
 

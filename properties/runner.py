@@ -22,6 +22,7 @@ from properties.cases import LayerCase, seeded
 from properties.errors import SpecError
 from properties.profiles import profile_name
 from properties.registry import LayerProperty, registered_properties
+from properties.report import coverage_of, merge_coverage
 from properties.spec import ExpectedFailure, LayerSpec, spec_call
 from properties.strategies import available_devices, layer_cases
 
@@ -37,6 +38,7 @@ __all__ = [
     "select",
     "spec_call",
     "spec_problem",
+    "take_coverage",
     "why_not_run",
 ]
 
@@ -192,10 +194,16 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec | ExpectedFailureRu
     property (RNG use is legitimate, and the RNG is seeded per example).
     """
     __tracebackhide__ = True
+    unavailable = _platform_unavailable(prop)
+    if unavailable:
+        import pytest
+
+        pytest.skip(f"cannot run here: {unavailable}")
     expected = None
     if isinstance(spec, ExpectedFailureRun):  # only the dtypes and devices it declares
         spec, expected = spec.spec, spec.expected
     case = data.draw(cases_for(prop, spec, expected), label="example")
+    _record_coverage(prop, spec, case)
     extra = None if prop.extra is None else data.draw(prop.extra, label="extra")
     before = GlobalState.capture()
     try:
@@ -220,6 +228,34 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec | ExpectedFailureRu
             f"{prop.name} failed on {spec.name}: running it changed torch's global state ({changed}); "
             "a layer must not change process-wide settings (restored, so other tests are unaffected)"
         )
+
+
+# The input space each (layer, property) drew in this process, until the
+# pytest plugin takes it into the test's report (see report.coverage_of).
+_coverage: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _record_coverage(prop: LayerProperty, spec: LayerSpec, case: LayerCase) -> None:
+    recipe = case.input_recipe
+    drawn = coverage_of(recipe.shape, str(recipe.dtype).removeprefix("torch."), recipe.device, recipe.regime)
+    _coverage[(spec.name, prop.name)] = merge_coverage(_coverage.get((spec.name, prop.name)), drawn)
+
+
+def take_coverage(layer: str, prop: str) -> dict[str, Any] | None:
+    """The input space that ``prop`` drew on ``layer`` since the last call (None if nothing)."""
+    return _coverage.pop((layer, prop), None)
+
+
+_probed: dict[str, str | None] = {}
+
+
+def _platform_unavailable(prop: LayerProperty) -> str | None:
+    """The property's platform probe, asked once per process (the answer does not depend on examples)."""
+    if prop.platform_probe is None:
+        return None
+    if prop.name not in _probed:
+        _probed[prop.name] = prop.platform_probe()
+    return _probed[prop.name]
 
 
 class GlobalState:

@@ -82,6 +82,12 @@ class LayerSpec:
         what the run selects and the machine has.
     ``factory_kwargs``
         Whether the constructor takes ``device=`` and ``dtype=``.
+    ``max_ladder_side``, ``max_elements``
+        The size ladder's budget: on a few examples one batch dimension is a
+        size at or around a power of two, up to ``max_ladder_side`` (0: never),
+        keeping inputs within ``max_elements`` elements (see
+        ``strategies.shapes``; ``strategies.sides`` does the same for sizes
+        drawn in ``constructor_args``).
 
     Judging (the facts properties rely on):
 
@@ -230,6 +236,8 @@ class LayerSpec:
         default_factory=dict
     )
     accumulation: str = "torch"
+    max_ladder_side: int = 4096
+    max_elements: int = 2**20
     batch_sides: Mapping[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
     input_limit: float | None = None
     input_dtype: torch.dtype | None = None
@@ -282,6 +290,12 @@ class LayerSpec:
             raise bad("batch_dims", f"{low_high!r} is not (min, max) with 0 <= min <= max", "Pass e.g. (0, 3).")
         if not (isinstance(self.max_side, int) and self.max_side >= 1):
             raise bad("max_side", f"{self.max_side!r} is not a positive int", "Pass e.g. 4.")
+        if not (isinstance(self.max_ladder_side, int) and self.max_ladder_side >= 0):
+            raise bad(
+                "max_ladder_side", f"{self.max_ladder_side!r} is not an int >= 0", "Pass e.g. 4096, or 0 for no ladder."
+            )
+        if not (isinstance(self.max_elements, int) and self.max_elements >= 1):
+            raise bad("max_elements", f"{self.max_elements!r} is not a positive int", "Pass e.g. 2**20.")
         unknown = [d for d in self.dtypes if d not in FLOAT_DTYPES]
         if not self.dtypes or unknown:
             raise bad(

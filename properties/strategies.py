@@ -36,10 +36,12 @@ __all__ = [
     "devices",
     "dtypes",
     "input_recipes",
+    "ladder_sizes",
     "layer_cases",
     "moderate_limit",
     "seeded",
     "shapes",
+    "sides",
     "special_values",
     "tensor_recipes",
     "tensors",
@@ -153,6 +155,63 @@ def devices(*, allowed: Sequence[str] = DEVICES) -> st.SearchStrategy[str]:
     return st.sampled_from(present)
 
 
+# The size ladder: kernels switch code paths at sizes such as 16, 32, 64, 256,
+# 1024 and 4096 (vector widths, block sizes, thresholds), and mishandle the
+# odd tails 2^k ± 1; ordinary draws stay far below.  One drawn number decides
+# whether to climb and to which rung (see _ladder_rung); shrinking it to 0
+# leaves the ladder.  Rare enough that large tensors cost little on average,
+# frequent enough that the ci profile's 100 examples reach them
+# (tests/test_mutants.py: the size mutants).
+LADDER_ODDS = 3
+_LADDER_NUMBERS = _integers(0, 2**24 - 1)
+
+
+@functools.lru_cache(maxsize=None)
+def ladder_sizes(above: int, up_to: int) -> tuple[int, ...]:
+    """2^k - 1, 2^k and 2^k + 1 in ``above + 1 .. up_to``, ascending."""
+    sizes = {n for k in range(2, up_to.bit_length() + 1) for n in (2**k - 1, 2**k, 2**k + 1)}
+    return tuple(sorted(n for n in sizes if above < n <= up_to))
+
+
+def _ladder_rung(draw: Any, rungs: int, context: tuple[int, ...] = ()) -> int | None:
+    """Which of ``rungs`` rungs this draw climbs to (one choice), or None on most draws.
+
+    A hash of the drawn number and ``context`` (the shape drawn so far)
+    decides whether (about one draw in LADDER_ODDS, whatever numbers
+    Hypothesis favours: it reuses a number across examples, rarely with the
+    same shape) and which rung, evenly; the rung is at most the number
+    itself, so that shrinking the number lowers the rung (0 leaves the ladder).
+    """
+    number = draw(_LADDER_NUMBERS)
+    if not (rungs and number):
+        return None
+    climb, rung = divmod(_mix(hash((number, *context)) & 0xFFFFFFFFFFFFFFFF), rungs)
+    return min(rung, number - 1) if climb % LADDER_ODDS == 0 else None
+
+
+def sides(*, min_side: int = 1, max_side: int = 8, max_ladder_side: int = 4096) -> st.SearchStrategy[int]:
+    """Sizes ``min_side..max_side`` mostly; one draw in ``LADDER_ODDS`` a ladder size
+    above ``max_side`` (``ladder_sizes``), up to ``max_ladder_side`` (0: never).
+
+    For sizes that come from constructor arguments (a layer's feature count):
+    small ones keep examples fast, ladder ones reach size-dependent code paths.
+    Shrinks towards ``min_side``.
+    """
+    if not (1 <= min_side <= max_side):
+        raise InvalidArgument(f"sides(min_side={min_side}, max_side={max_side}): need 1 <= min_side <= max_side.")
+    ordinary = _integers(min_side, max_side)
+    ladder = ladder_sizes(max_side, max_ladder_side)
+    if not ladder:
+        return ordinary
+
+    @st.composite
+    def draw_side(draw: Any) -> int:
+        rung = _ladder_rung(draw, len(ladder))
+        return draw(ordinary) if rung is None else ladder[rung]
+
+    return draw_side()
+
+
 def shapes(
     *,
     min_dims: int = 0,
@@ -161,30 +220,58 @@ def shapes(
     max_side: int = 4,
     event_shape: Sequence[int] = (),
     allow_empty: bool = True,
+    max_ladder_side: int = 4096,
+    max_elements: int = 2**20,
 ) -> st.SearchStrategy[tuple[int, ...]]:
     """Shapes of ``min_dims..max_dims`` leading dimensions followed by ``event_shape``.
 
     Sides are ``min_side..max_side``; with ``allow_empty``, about one shape in
     eight with leading dimensions has its first one of size zero (an empty
     tensor).  Drawing zero as just another side would make most
-    three- and four-dimensional shapes empty.  Shrinks towards fewer
+    three- and four-dimensional shapes empty.  One shape in ``LADDER_ODDS``
+    with leading dimensions climbs the size ladder: its last leading side is
+    a ladder size (``ladder_sizes``) up to ``max_ladder_side``, or the one that
+    makes the element count a ladder size, within ``max_elements`` elements
+    (``max_ladder_side=0`` turns the ladder off).  Shrinks towards fewer
     dimensions, small sides and non-empty shapes.
     """
     if not (0 <= min_dims <= max_dims):
         raise InvalidArgument(f"shapes(min_dims={min_dims}, max_dims={max_dims}): need 0 <= min_dims <= max_dims.")
     if not (0 <= min_side <= max_side):
         raise InvalidArgument(f"shapes(min_side={min_side}, max_side={max_side}): need 0 <= min_side <= max_side.")
+    if not (max_ladder_side >= 0 and max_elements >= 1):
+        raise InvalidArgument(
+            f"shapes(max_ladder_side={max_ladder_side}, max_elements={max_elements}): "
+            "need max_ladder_side >= 0 (0: no ladder) and max_elements >= 1."
+        )
     event_shape = tuple(event_shape)
     batches = st.lists(_integers(min_side, max_side), min_size=min_dims, max_size=max_dims)
+    ladder = ladder_sizes(max_side, max_ladder_side)
+    counts = ladder_sizes(max_side, max_elements)
 
     @st.composite
     def draw_shape(draw: Any) -> tuple[int, ...]:
         batch = draw(batches)
+        if ladder and batch:
+            rest = math.prod(batch[:-1]) * math.prod(event_shape)
+            fits = _ladder_sides(ladder, counts, max(rest, 1), max_elements)
+            rung = _ladder_rung(draw, len(fits), tuple(batch))
+            if rung is not None:
+                batch[-1] = fits[rung]
         if allow_empty and batch and draw(_integers(0, 7)) == 7:
             batch[0] = 0
         return (*batch, *event_shape)
 
     return draw_shape()
+
+
+@functools.lru_cache(maxsize=None)
+def _ladder_sides(ladder: tuple[int, ...], counts: tuple[int, ...], rest: int, max_elements: int) -> tuple[int, ...]:
+    """The ladder sides, and the sides up to the ladder's top giving a ladder element
+    count (exactly, where ``rest`` divides it), that keep ``side * rest <= max_elements``;
+    ascending."""
+    by_count = {count // rest for count in counts if ladder[0] < count // rest <= ladder[-1]}
+    return tuple(sorted(n for n in {*ladder, *by_count} if n * rest <= max_elements))
 
 
 @functools.lru_cache(maxsize=None)
@@ -376,8 +463,10 @@ def moderate_limit(dtype: torch.dtype) -> float:
     """About the square root of the dtype's range: 128 for float16, 2**63 for float32.
 
     Squares, and sums of a few thousand products, of such values stay finite.
+    The exponent is read with frexp: math.log2 of float64's and float32's
+    largest finite rounds up to 1024 and 128, whose halves square to inf.
     """
-    return 2.0 ** (int(math.log2(torch.finfo(dtype).max)) // 2)
+    return 2.0 ** ((math.frexp(torch.finfo(dtype).max)[1] - 1) // 2)
 
 
 def _draw_recipe(
@@ -428,13 +517,18 @@ def _splice_positions(seed: int, count: int, numel: int) -> list[int]:
     state = seed
     for _ in range(count):
         state = (state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        mixed = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-        position = (mixed ^ (mixed >> 31)) % numel
+        position = _mix(state) % numel
         while position in positions and len(positions) < numel:
             position = (position + 1) % numel
         positions.append(position)
     return positions
+
+
+def _mix(state: int) -> int:
+    """SplitMix64's output function: unrelated outputs for neighbouring inputs."""
+    mixed = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return mixed ^ (mixed >> 31)
 
 
 def tensor_recipes(
@@ -539,7 +633,11 @@ def input_recipes(
                 sides = tuple(sorted(spec.batch_sides.items()))
                 drawn = draw(_sided_shapes_of(low, high, spec.allows_empty, spec.max_side, sides, event_shape))
             else:
-                drawn = draw(_shapes_of(low, high, spec.allows_empty, spec.max_side, event_shape))
+                drawn = draw(
+                    _shapes_of(
+                        low, high, spec.allows_empty, spec.max_side, event_shape, spec.max_ladder_side, spec.max_elements
+                    )
+                )
         if spec.input_dtype is None:
             return _draw_recipe(draw, drawn, dtype, device, values, spec.input_limit)
         index_low, index_high = spec.index_range(constructor_args)
@@ -571,8 +669,14 @@ _dtypes_of = functools.lru_cache(maxsize=None)(lambda allowed: dtypes(allowed=al
 _devices_of = functools.lru_cache(maxsize=None)(lambda allowed: devices(allowed=allowed))
 _pairs_of = functools.lru_cache(maxsize=None)(st.sampled_from)
 _shapes_of = functools.lru_cache(maxsize=None)(
-    lambda low, high, allow_empty, max_side, event_shape: shapes(
-        min_dims=low, max_dims=high, allow_empty=allow_empty, max_side=max_side, event_shape=event_shape
+    lambda low, high, allow_empty, max_side, event_shape, max_ladder_side, max_elements: shapes(
+        min_dims=low,
+        max_dims=high,
+        allow_empty=allow_empty,
+        max_side=max_side,
+        event_shape=event_shape,
+        max_ladder_side=max_ladder_side,
+        max_elements=max_elements,
     )
 )
 _sided_shapes_of = functools.lru_cache(maxsize=None)(_sided_shapes)

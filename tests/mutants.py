@@ -339,6 +339,58 @@ class DropoutMyLinear(MyLinear):
         return F.dropout(super().forward(X), p=0.5, training=self.training)
 
 
+# -- size-dependent code paths ------------------------------------------------------
+# Each is right below its threshold: only inputs (or layers) past it show the bug.
+
+
+class WideFeaturesMyLinear(MyLinear):
+    """A blocked path past 16 input features whose tail loop stops one feature short."""
+
+    def forward(self, X):
+        n = self.weight.shape[0]
+        if n <= 16:
+            return super().forward(X)
+        return F.relu(torch.matmul(X[..., : n - 1], self.weight[: n - 1]) + self.bias)
+
+
+class ManyRowsMyLinear(MyLinear):
+    """Rows processed in chunks of 16: chunks after the first forget the bias."""
+
+    def forward(self, X):
+        rows = X.reshape(-1, self.weight.shape[0])
+        linear = rows @ self.weight
+        first = linear[:16] + self.bias
+        linear = torch.cat([first, linear[16:]]) if rows.shape[0] > 16 else first
+        return F.relu(linear).reshape(*X.shape[:-1], -1)
+
+
+class BlockMeanCentered(CenteredLayer):
+    """Past 256 elements, the mean of 256-element block means: wrong when the last block is partial."""
+
+    def forward(self, X):
+        if X.numel() <= 256:
+            return X - X.mean()
+        blocks = X.reshape(-1).split(256)
+        return X - torch.stack([block.mean() for block in blocks]).mean()
+
+
+class ChunkCentered(CenteredLayer):
+    """Past 4096 elements, each 4096-element chunk centered on its own mean."""
+
+    def forward(self, X):
+        if X.numel() <= 4096:
+            return X - X.mean()
+        chunks = [chunk - chunk.mean() for chunk in X.reshape(-1).split(4096)]
+        return torch.cat(chunks).reshape(X.shape)
+
+
+class IgnoresDeviceMyLinear(MyLinear):
+    """Accepts device= and ignores it: parameters always on the CPU."""
+
+    def __init__(self, in_units, units, *, device=None, dtype=None):
+        super().__init__(in_units, units, dtype=dtype)
+
+
 TEXTBOOK = Mutant(
     "detached tensors (.data)",
     dataclasses.replace(my_linear_spec, name="TextbookMyLinear", module=TextbookMyLinear),
@@ -415,6 +467,16 @@ MUTANTS = [
             "finite_output"),
     _mutant("randomness left on in train mode", my_linear_spec, DropoutMyLinear,
             "train_and_eval_agree", "matches_reference"),
+    _mutant("device hard-coding (factory kwargs ignored)", my_linear_spec, IgnoresDeviceMyLinear,
+            "honours_factory_kwargs", "runs_on_the_meta_device"),
+    _mutant("size-dependent code paths", my_linear_spec, WideFeaturesMyLinear,
+            "matches_reference"),
+    _mutant("size-dependent code paths", my_linear_spec, ManyRowsMyLinear,
+            "matches_reference", "samples_are_independent"),
+    _mutant("size-dependent code paths", centered_spec, BlockMeanCentered,
+            "matches_reference"),
+    _mutant("size-dependent code paths", centered_spec, ChunkCentered,
+            "matches_reference"),
 ]
 
 

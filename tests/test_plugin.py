@@ -156,3 +156,25 @@ def test_the_markdown_report_matches_the_terminal_matrix_across_workers(pytester
     results = json.loads((pytester.path / "reports" / "gate.json").read_text())["results"]
     assert len(results) == 6  # every worker's results gathered on the controller
     assert {r["cell"] for r in results if r["layer"] == "MyLinear" and r["property"] == "gradient_flow"} == {"FAIL"}
+
+
+def test_the_report_states_the_input_space_each_layer_covered(pytester):
+    pytester.makeconftest(TEXTBOOK_AS_MYLINEAR)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", "--hypothesis-profile=ci", "--properties", "is_deterministic,leaves_its_input_alone",
+        "--report-md=reports/gate.md", "--report-json=reports/gate.json",
+    )
+    result.assert_outcomes(passed=4)
+    import json
+
+    coverage = json.loads((pytester.path / "reports" / "gate.json").read_text())["coverage"]
+    # Two properties x 100 ci examples per layer, gathered from both workers.
+    assert {layer: c["examples"] for layer, c in coverage.items()} == {"CenteredLayer": 200, "MyLinear": 200}
+    assert set(coverage["CenteredLayer"]["ranks"]) == {0, 1, 2, 3, 4}
+    assert set(coverage["MyLinear"]["dtypes"]) == {"float32", "float64", "float16", "bfloat16"}
+    # The size ladder: sides past the ordinary draw (4 for batch sides, 8 for features).
+    assert coverage["CenteredLayer"]["largest_side"] > 16 and coverage["MyLinear"]["largest_side"] > 16
+    lines = [line for line in result.stdout.lines if line.startswith(("CenteredLayer: ", "MyLinear: "))]
+    assert len(lines) == 2 and all("examples; ranks" in line and "regimes" in line for line in lines)
+    markdown = (pytester.path / "reports" / "gate.md").read_text()
+    assert "### Input space the examples covered" in markdown and "- MyLinear: 200 examples;" in markdown

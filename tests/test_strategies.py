@@ -16,10 +16,12 @@ from properties.strategies import (
     available_devices,
     devices,
     dtypes,
+    ladder_sizes,
     layer_cases,
     moderate_limit,
     seeded,
     shapes,
+    sides,
     special_values,
     tensor_recipes,
     tensors,
@@ -90,6 +92,55 @@ def test_empty_shapes_are_a_minority():
     counted = []
     count()
     assert 0 < sum(counted) < len(counted) / 3
+
+
+def test_the_size_ladder_is_powers_of_two_and_their_neighbours():
+    assert ladder_sizes(4, 64) == (5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64)
+    assert ladder_sizes(8, 8) == ()
+
+
+@pytest.mark.parametrize("side", [17, 257, 4095, 4096])
+def test_shapes_climb_the_size_ladder_within_the_budget(side):
+    reaches(shapes(min_dims=1, max_dims=3), lambda s: side in s)
+
+    @settings(max_examples=300, database=None)
+    @given(shapes(min_dims=1, max_dims=4, event_shape=(8,), max_elements=2**12, max_ladder_side=512))
+    def within(shape):
+        assert math.prod(shape) <= 2**12 and max(shape) <= 512
+
+    within()
+
+
+def test_element_counts_reach_the_ladder_too():
+    # 3 x 1365 = 4095 = 2**12 - 1: a ladder count from a side that is not on the ladder.
+    reaches(shapes(min_dims=2, max_dims=2, max_side=4), lambda s: math.prod(s) == 4095 and max(s) not in ladder_sizes(4, 4096))
+
+
+def test_the_ladder_is_off_when_asked_and_shrinks_away():
+    @settings(max_examples=200, database=None)
+    @given(shapes(max_ladder_side=0), sides(max_ladder_side=0))
+    def never(shape, side):
+        assert max(shape, default=0) <= 4 and side <= 8
+
+    never()
+    # A condition that needs a ladder size shrinks to a low rung (not always the
+    # lowest: the hash that picks the rung is not monotone in the number).
+    assert find(shapes(min_dims=1, max_dims=1), lambda s: s[0] > 4, settings=FIND)[0] in ladder_sizes(4, 64)
+    assert find(sides(), lambda n: n > 16, settings=FIND) in ladder_sizes(16, 128)
+    # One that does not need the ladder shrinks off it.
+    assert find(shapes(min_dims=2, max_dims=2), lambda s: max(s) > 100 or s[0] > 1, settings=FIND) == (2, 1)
+
+
+def test_feature_counts_climb_the_ladder_sometimes():
+    @settings(max_examples=300, database=None, derandomize=True)
+    @given(sides())
+    def count(side):
+        drawn.append(side)
+
+    drawn = []
+    count()
+    laddered = [n for n in drawn if n > 8]
+    assert 0 < len(laddered) < len(drawn) / 2 and set(laddered) <= set(ladder_sizes(8, 4096))
 
 
 @pytest.mark.parametrize("regime", ["zeros", "constant", "ordinary", "tiny", "huge", "mixed"])

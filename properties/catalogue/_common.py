@@ -62,10 +62,39 @@ def float64_twin_of(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -
         ) from error
 
 
-def forward(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` without autograd, RNG seeded from the example."""
-    with torch.no_grad():
+class LayerRaised(AssertionError):
+    """The layer raised on an input its spec declares valid: a finding, reported
+    by the property that ran it (``<property> failed on <layer>``)."""
+
+
+def call_layer(case: LayerCase, module: Any, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, RNG seeded from the example; an exception becomes ``LayerRaised``.
+
+    The input was drawn from the spec's declared input space (or is a layout,
+    dtype or device the property owes the layer), so the layer owes an output.
+    """
+    __tracebackhide__ = True
+    try:
         return case.run(module, x)
+    except Exception as error:
+        name = type(module).__name__ if isinstance(module, torch.nn.Module) else case.spec.name
+        raise LayerRaised(
+            f"{case.spec.name}: forward ({name}) raised {type(error).__name__} on a valid input "
+            f"(shape {tuple(x.shape)}, {x.dtype}, {x.device.type}{'' if x.is_contiguous() else ', non-contiguous'}): "
+            f"{_first_line(error)}"
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def forward(case: LayerCase, module: Any, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` without autograd, RNG seeded from the example (see ``call_layer``)."""
+    __tracebackhide__ = True
+    with torch.no_grad():
+        return call_layer(case, module, x)
 
 
 def comparison_bound(

@@ -11,6 +11,7 @@ from torch.autograd.gradcheck import GradcheckError
 from torch.func import functional_call
 
 from properties.cases import LayerCase
+from properties.catalogue._common import call_layer
 from properties.registry import layer_property
 
 # Where finite differences are meaningful: gradcheck steps by 1e-6 and
@@ -33,16 +34,19 @@ def gradient_flow(case: LayerCase) -> None:
     if not x.requires_grad and not trainable:
         event("gradient_flow: nothing requires grad (an index input and no trainable parameter)")
         return
-    out = case.run(module, x)
+    out = call_layer(case, module, x)
     if not out.requires_grad:
         raise AssertionError(
             f"{case.spec.name}: the output does not require grad although the "
             f"{'input does' if x.requires_grad else 'layer has trainable parameters'}: "
             "forward cut the result out of autograd (.data, .detach(), .item() or a new tensor?)"
         )
-    # Backpropagate ones rather than out.sum(): the sum of many outputs could
-    # overflow in low precision, the vector-Jacobian product of ones does not.
-    out.backward(torch.ones_like(out))
+    # Backpropagate a cotangent of 1/N per element rather than out.sum(): the
+    # sum of many outputs could overflow in low precision, and so could a
+    # backward reduction of ones (mean's backward sums the cotangent: 65536
+    # ones exceed float16's range); 1/N sums to 1 and stays representable
+    # (2**-20 is a float16 subnormal) for any input the size ladder draws.
+    out.backward(torch.full_like(out, 1.0 / max(out.numel(), 1)))
     missing, nonfinite = [], []
     for name, parameter in [("input", x), *module.named_parameters()]:
         if not parameter.requires_grad:
@@ -127,7 +131,7 @@ def _as_function_of_leaves(case: LayerCase) -> tuple[Callable[..., torch.Tensor]
     def function(*values: torch.Tensor) -> torch.Tensor:
         inp, held = (x, values) if fixed else (values[0], values[1:])
         parameters = dict(zip(names, held))
-        return case.run(lambda *args, **kwargs: functional_call(module, parameters, args, kwargs), inp)
+        return call_layer(case, lambda *args, **kwargs: functional_call(module, parameters, args, kwargs), inp)
 
     varied = (*trainable.values(),) if fixed else (x, *trainable.values())
     if not varied:

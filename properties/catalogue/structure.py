@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from properties.cases import LayerCase
-from properties.catalogue._common import forward
+from properties.catalogue._common import LayerRaised, forward
 from properties.registry import layer_property
 from properties.spec import spec_call
 
@@ -29,22 +29,28 @@ def keeps_dtype_device_and_declared_shape(case: LayerCase) -> None:
 @layer_property(family="structure")
 def runs_on_the_meta_device(case: LayerCase) -> None:
     """A forward on the meta device gives the same output shape and dtype without
-    computing (catches tensors created on a fixed device, .item(), shape bugs)."""
+    computing (catches tensors created on a fixed device, .item(), shape bugs, and
+    a ``device=`` factory kwarg that is ignored: on every machine, no GPU needed)."""
     __tracebackhide__ = True
     x = case.make_input()
     out = forward(case, case.build(), x)
-    module = case.build(device="meta")
+    # Constructed on the meta device where the spec takes device= (a layer that
+    # ignores it keeps real parameters and fails here); moved there otherwise.
+    if case.spec.factory_kwargs:
+        module = case.construct(device="meta", dtype=case.dtype).train()
+    else:
+        module = case.build(device="meta")
     meta_input = torch.empty(x.shape, dtype=x.dtype, device="meta")
     try:
         meta_out = forward(case, module, meta_input)
-    except Exception as error:
+    except LayerRaised as error:
         raise AssertionError(
-            f"{case.spec.name}: forward fails on the meta device ({type(error).__name__}: {error}). "
-            "A tensor created on a fixed device, a .item()/.tolist() round trip, or numpy inside forward?"
+            f"{error} -- on the meta device. A tensor created on a fixed device, a .item()/.tolist() round trip, "
+            "numpy inside forward, or a device= factory kwarg ignored?"
         ) from None
-    assert (meta_out.shape, meta_out.dtype) == (out.shape, out.dtype), (
-        f"{case.spec.name}: on the meta device the output is {tuple(meta_out.shape)} {meta_out.dtype}, "
-        f"on {case.device} {tuple(out.shape)} {out.dtype}"
+    assert (meta_out.shape, meta_out.dtype, meta_out.device.type) == (out.shape, out.dtype, "meta"), (
+        f"{case.spec.name}: on the meta device the output is {tuple(meta_out.shape)} {meta_out.dtype} "
+        f"on {meta_out.device}, on {case.device} {tuple(out.shape)} {out.dtype}"
     )
 
 
@@ -55,19 +61,22 @@ def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 @layer_property(family="structure", requires=("factory_kwargs",))
 def honours_factory_kwargs(case: LayerCase) -> None:
     """Constructing with device=/dtype= gives the same parameters and buffers (names,
-    shapes, dtypes, devices) as constructing and then calling .to(device, dtype)."""
+    shapes, dtypes, devices) as constructing and then calling .to(device, dtype),
+    on the meta device (every machine has it: an ignored device= shows without a
+    GPU) and on the drawn device."""
     __tracebackhide__ = True
-    direct = case.construct(device=case.device, dtype=case.dtype)
-    moved = case.construct().to(device=case.device, dtype=case.dtype)
 
     def layout(module: torch.nn.Module) -> dict[str, tuple]:
         return {n: (tuple(t.shape), t.dtype, t.device.type, t.requires_grad) for n, t in _tensors(module).items()}
 
-    got, want = layout(direct), layout(moved)
-    assert got == want, (
-        f"{case.spec.name}(..., device={case.device!r}, dtype={case.dtype}) differs from .to(): "
-        f"{ {n: v for n, v in got.items() if want.get(n) != v} } vs { {n: v for n, v in want.items() if got.get(n) != v} }"
-    )
+    for device in dict.fromkeys(("meta", case.device)):
+        direct = case.construct(device=device, dtype=case.dtype)
+        moved = case.construct().to(device=device, dtype=case.dtype)
+        got, want = layout(direct), layout(moved)
+        assert got == want, (
+            f"{case.spec.name}(..., device={device!r}, dtype={case.dtype}) differs from .to(): "
+            f"{ {n: v for n, v in got.items() if want.get(n) != v} } vs { {n: v for n, v in want.items() if got.get(n) != v} }"
+        )
 
 
 @layer_property(family="structure", dtypes=(torch.float32,))
