@@ -237,7 +237,8 @@ _coverage: dict[tuple[str, str], dict[str, Any]] = {}
 
 def _record_coverage(prop: LayerProperty, spec: LayerSpec, case: LayerCase) -> None:
     recipe = case.input_recipe
-    drawn = coverage_of(recipe.shape, str(recipe.dtype).removeprefix("torch."), recipe.device, recipe.regime)
+    regime = getattr(recipe, "regime", "indices")  # an IndexRecipe (integer or bool input) has no value regime
+    drawn = coverage_of(recipe.shape, str(recipe.dtype).removeprefix("torch."), recipe.device, regime)
     _coverage[(spec.name, prop.name)] = merge_coverage(_coverage.get((spec.name, prop.name)), drawn)
 
 
