@@ -407,7 +407,13 @@ def _check_something_runs(config: pytest.Config) -> None:
     _select(selection)
     specs = [s for s in registry.registered_layers() if selection.matches(s.name, selection.layers)]
     props = [p for p in runner.registered_properties() if selection.matches(p.name, selection.properties)]
-    reasons = [runner.why_not_run(prop, spec) for prop in props for spec in specs]
+    # A declared expected failure's test runs too (strict xfail): it checks something.
+    reasons = [
+        runner.why_not_run(prop, spec, expected)
+        for prop in props
+        for spec in specs
+        for expected in (None, *spec.expected_failures_of(prop.name))
+    ]
     if reasons and all(reasons):
         options = " ".join(f"{option}={','.join(value)}" for option, value in given.items())
         raise pytest.UsageError(

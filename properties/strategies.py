@@ -206,8 +206,11 @@ def sides(*, min_side: int = 1, max_side: int = 8, max_ladder_side: int = 4096) 
 
     @st.composite
     def draw_side(draw: Any) -> int:
+        # The ordinary side is drawn either way: a ladder draw that skipped it would be
+        # the shorter choice sequence, which Hypothesis shrinks to (a ladder size).
+        side = draw(ordinary)
         rung = _ladder_rung(draw, len(ladder))
-        return draw(ordinary) if rung is None else ladder[rung]
+        return side if rung is None else ladder[rung]
 
     return draw_side()
 

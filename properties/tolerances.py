@@ -541,7 +541,10 @@ def gelu(a: Bounded, approximate: str = "none") -> Bounded:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu(approximate={approximate!r}): 'none' or 'tanh', as F.gelu.")
     value = F.gelu(a.value, approximate=approximate)
-    return _library(a, "gelu", value, torch.full_like(value, _GELU_SLOPE), scale=value.abs() + a.value.abs() / 2)
+    result = _library(a, "gelu", value, torch.full_like(value, _GELU_SLOPE), scale=value.abs() + a.value.abs() / 2)
+    # Kernels form x * (1 + erf(..)) before halving: no claim where 2|x| overflows the compute dtype.
+    fits = _fits(2 * a.value.abs(), 2 * a.error, _compute_dtype(a.dtype))
+    return dataclasses.replace(result, representable=result.representable & fits)
 
 
 def silu(a: Bounded) -> Bounded:

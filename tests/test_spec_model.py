@@ -14,6 +14,7 @@ from torch import nn
 from layers.known_bad import TextbookMyLinear
 from layers.specs import my_linear_spec
 from properties import LayerSpec, SpecError, check_layer, tolerances as tol
+from properties.catalogue._common import LayerRaised
 from properties.distributions import Eye, ones
 from properties.spec import ExpectedFailure
 from properties.strategies import layer_cases
@@ -122,7 +123,7 @@ def test_a_domain_without_valid_inputs_is_one_spec_error_naming_the_field():
 def test_an_input_inside_the_domain_that_raises_is_a_failure_of_the_layer():
     # BatchNorm1d with batches of one allowed: train mode raises, and that is the layer's failure.
     ones_allowed = dataclasses.replace(batch_norm_spec, batch_sides={0: (1, 4)})
-    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+    with pytest.raises(LayerRaised, match="raised ValueError on a valid input.*Expected more than 1 value per channel"):
         check_layer(ones_allowed, ["is_deterministic"], settings=CI_LIKE)
 
 
