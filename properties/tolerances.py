@@ -776,6 +776,13 @@ def layer_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | No
         out = out * _in_compute_dtype(weight)
     if bias is not None:
         out = out + _in_compute_dtype(bias)
+    if x.value.numel() and dims:
+        # Welford's (CPU) partial terms (x - mean)(x - mean') reach 4 max|x|^2 each:
+        # no claim where n of them may overflow the compute dtype.
+        n = math.prod(x.value.shape[d] for d in dims)
+        peak = x.value.abs().amax(dim=dims, keepdim=True)
+        fits = (4 * n * peak.square() <= torch.finfo(x.dtype).max).expand_as(out.value)
+        out = dataclasses.replace(out, representable=out.representable & fits)
     return cast(out, a.dtype)
 
 
