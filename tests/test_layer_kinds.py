@@ -21,4 +21,4 @@ def test_the_layer_kinds_example_registers_three_layers_that_pass(pytester):
     out = result.stdout.str()
     for layer in ("GaussianNoise", "Gate", "ScaledEmbedding"):
         for prop in ("matches_reference", "is_deterministic", "samples_are_independent"):
-            assert re.search(rf"PASSED conftest\.py::test_{prop}\[{layer}\]", out), (layer, prop)
+            assert re.search(rf"conftest\.py::test_{prop}\[{layer}\] PASSED", out), (layer, prop)
