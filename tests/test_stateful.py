@@ -64,9 +64,10 @@ def test_without_a_reference_a_fresh_instance_is_the_judge():
 def test_the_failure_is_the_shortest_sequence_as_a_program_that_runs():
     message = failure_of(STATEFUL_MUTANTS[0].spec, CI)
     program = message.split("The sequence, as a program:\n", 1)[1]
-    # The warm-up lasts three calls: the fourth is the first wrong one.
+    # The warm-up lasts three calls: the fourth is the first wrong one (the closing
+    # call every sequence ends with, after module.eval()).
     assert program.count("out = module(") == 4, program
-    assert program.rstrip().endswith("# <- step 4 fails"), program
+    assert program.rstrip().endswith("# <- step 5 fails"), program
     assert "from tests.stateful_mutants import WarmUpMyLinear" in program
     namespace = {}
     exec(compile(program, "<the printed program>", "exec"), namespace)

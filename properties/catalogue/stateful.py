@@ -493,6 +493,9 @@ def behaves_the_same_over_time(case: LayerCase, data: st.DataObject) -> None:
         optimizer = data.draw(st.sampled_from(sorted(_OPTIMIZERS, reverse=True)), label="optimizer")  # SGD first
     max_steps = MAX_STEPS.get(profile_name(), MAX_STEPS["ci"])
     steps = data.draw(steps_for(case, max_steps, optimizer=optimizer is not None), label="steps")
+    # Every sequence ends with a call in eval mode, so that "eval leaves buffers alone"
+    # is checked whatever was drawn (a running statistic updated in eval needs both).
+    steps = [*steps, EVAL, Forward(case.input_recipe)]
     sequence = _Sequence(case, module, optimizer)
     done = 0
     try:
