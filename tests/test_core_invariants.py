@@ -10,6 +10,7 @@ from tests.mutants import MUTANTS, TEXTBOOK
 CORE = ["zero_mean_after_centering", "matches_equivalents", "nonnegative_output", "gradient_flow"]
 
 
+@pytest.mark.slow  # the whole catalogue on each lesson layer, as the gate (conftest.py) already does by default
 @pytest.mark.parametrize("spec", LESSON_SPECS, ids=lambda s: s.name)
 def test_correct_layers_pass_every_applicable_property(spec, gate_settings):
     check_layer(spec, settings=gate_settings)

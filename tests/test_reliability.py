@@ -159,6 +159,7 @@ register(dataclasses.replace(centered_spec, name="BreaksAboveOne", module=Breaks
 """
 
 
+@pytest.mark.slow  # pytest -n 2 in a subprocess, twice
 def test_a_hypothesis_seed_makes_a_parallel_run_reproducible(pytester):
     pytester.makeconftest(BROKEN_ABOVE_ONE)
     args = ("-n", "2", "-p", "no:cacheprovider", "--properties", "matches_reference,is_deterministic",
@@ -169,6 +170,7 @@ def test_a_hypothesis_seed_makes_a_parallel_run_reproducible(pytester):
     assert draws[0] and draws[0] == draws[1]
 
 
+@pytest.mark.slow  # pytest -n 2 in a subprocess
 def test_a_crashing_worker_is_reported_not_hung(pytester):
     pytester.makeconftest(
         "import dataclasses, os\n"
