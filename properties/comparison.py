@@ -94,7 +94,7 @@ class Float64Twin:
     ulp (``eps``, relative).  ``dtype``: the working dtype of the computations
     it judges; ``eps``: one ulp at 1.0 of what they round to (``rounding_step``).
     ``float64_error``: in float64, where the twin is the canonical computation
-    itself, an estimate of its error (``_float64_error``); zeros otherwise.
+    itself, an estimate of its error (``_float64_error``); None otherwise.
     """
 
     value: torch.Tensor
