@@ -2,6 +2,7 @@
 
     python -m benchmarks.scaling                            # print the Markdown report
     python -m benchmarks.scaling --output docs/scaling.md   # also write it between the file's markers
+    python -m benchmarks.scaling --output docs/scaling.md --section scaling-2core   # another machine's record
     python -m benchmarks.scaling --quick                    # smoke run: a few tests, -n 0 and -n 2
 
 1. The gate (``ci`` profile, ``--devices=cpu``) runs once with ``-n 0``, each
@@ -34,7 +35,7 @@ from benchmarks import gate, report
 from properties import records
 
 COMMAND = "python -m benchmarks.scaling"
-SECTION = "scaling"  # its markers in the --output file: <!-- scaling:start --> ... <!-- scaling:end -->
+SECTION = "scaling"  # default markers in the --output file: <!-- scaling:start --> ... <!-- scaling:end -->
 GATE_OPTIONS = ("--devices=cpu",)  # the same work on a GPU machine as on a CPU one
 # --quick: two cheap properties on two layers, enough tests for two workers.
 QUICK_OPTIONS = ("--properties=spec_is_usable,gradient_flow,finite_output", "--layers=CenteredLayer,MyLinear")
@@ -259,17 +260,24 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few tests, -n 0 and -n 2 only (smoke run)")
-    start, end = records.markers(SECTION)
-    parser.add_argument("--output", type=Path, metavar="FILE", help=f"also write the report between {start} and {end} in FILE")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="also write the report into FILE, between the section's markers")
+    parser.add_argument(
+        "--section", default=SECTION, metavar="NAME",
+        help=f"the markers <!-- NAME:start --> / <!-- NAME:end --> to write between (default: {SECTION}); "
+        "one section per machine keeps each machine's record",
+    )
     args = parser.parse_args(argv)
-    if args.output and not args.output.exists():
-        parser.error(f"--output {args.output}: no such file (it must hold the markers {start} / {end})")
+    start, end = records.markers(args.section)
+    if args.output:
+        text = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if start not in text or end not in text:
+            parser.error(f"--output {args.output}: the markers {start} / {end} are not in it; add them where the record belongs")
     started = time.perf_counter()
     body = render(measure(quick=args.quick), quick=args.quick)
     body += f"\n*`{COMMAND}{' --quick' if args.quick else ''}` took {time.perf_counter() - started:.0f} s.*\n"
     print("## Scaling with cores\n\n" + body)
     if args.output:
-        records.write_section(args.output, SECTION, body)
+        records.write_section(args.output, args.section, body)
         _log(f"updated {args.output}")
     return 0
 

@@ -62,3 +62,12 @@ def test_lpt_schedule_of_durations():
     assert lpt_makespan([3.0, 3.0, 2.0, 2.0, 2.0], 2) == 7.0  # LPT's classic 7/6 case: the optimum is 6
     assert lpt_makespan([5.0, 1.0, 1.0], 4) == 5.0  # the longest test is the floor
     assert lpt_makespan([1.0] * 8, 1) == 8.0
+
+
+def test_scaling_refuses_an_output_without_the_section_s_markers_before_measuring(tmp_path):
+    output = tmp_path / "scaling.md"
+    output.write_text(f"{markers(SECTION)[0]}\n{markers(SECTION)[1]}\n", encoding="utf-8")
+    done = run_module("benchmarks.scaling", "--output", str(output), "--section", "scaling-2core", timeout=60)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "<!-- scaling-2core:start -->" in done.stderr and "add them where the record belongs" in done.stderr
+    assert "Machine" not in done.stdout  # nothing was measured
