@@ -15,6 +15,7 @@ from torch.func import functional_call
 from properties.cases import LayerCase
 from properties.catalogue._common import call_layer
 from properties.registry import layer_property
+from properties.spec import spec_call
 
 # Where finite differences are meaningful: gradcheck steps by 1e-6 and
 # allows an error of 1e-5 + 1e-3 * |gradient|; the rounding error of a
@@ -150,7 +151,7 @@ def _near_the_kink(case: LayerCase, module: torch.nn.Module, x: torch.Tensor, va
     if case.spec.relu_of is None:
         return False
     with torch.no_grad():
-        pre = case.spec.relu_of(module, x)
+        pre = spec_call(case.spec, "relu_of", case.spec.relu_of, module, x)
         reach = _GRADCHECK_EPS * (1 + sum(float(t.detach().double().norm()) for t in varied))
         return pre.numel() > 0 and float(pre.detach().abs().min()) <= reach
 
