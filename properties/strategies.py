@@ -459,7 +459,8 @@ def _exponent_range(dtype: torch.dtype) -> tuple[int, int]:
     practice, clamped beyond) times the scale stays finite.
     """
     info = torch.finfo(dtype)
-    return int(math.log2(info.tiny)), int(math.log2(info.max)) - 3
+    # frexp, not log2: log2 of float32's largest finite rounds up to 128, a binade too high.
+    return math.frexp(info.tiny)[1] - 1, math.frexp(info.max)[1] - 1 - 3
 
 
 def moderate_limit(dtype: torch.dtype) -> float:

@@ -13,6 +13,7 @@ from hypothesis.errors import InvalidArgument
 from layers.specs import centered_spec, my_linear_spec
 from properties.spec import FLOAT_DTYPES
 from properties.strategies import (
+    _exponent_range,
     available_devices,
     devices,
     dtypes,
@@ -181,6 +182,9 @@ def test_huge_and_mixed_tensors_stay_finite_unclamped(dtype):
         assert bool(recipe.materialize().isfinite().all())
 
     check()
+    # The room itself: a sample just below 16 at the largest scale is finite, 16 at the next binade is not.
+    high = _exponent_range(dtype)[1]
+    assert 2.0**high * 15.9 <= torch.finfo(dtype).max < 2.0 ** (high + 1) * 16
 
 
 def test_capped_recipes_stay_within_the_cap():
