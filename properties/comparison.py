@@ -21,7 +21,7 @@ The comparison is per element, so a bug that changes one element is caught;
 the largest canonical error over the whole output is added so that an
 element the canonical computation happened to get (nearly) right does not make
 the bound (nearly) zero there.  ``sensitivity`` is how far the twin's output moves when
-every input and every floating parameter and buffer moves by one ulp of the
+every floating argument and every floating parameter and buffer moves by one ulp of the
 working dtype in a random direction (the larger of two draws): the size of the
 rounding any backward-stable kernel commits, propagated through the layer's
 own conditioning.  It is what keeps cancellation (an output near zero made of
@@ -144,11 +144,24 @@ def float64_twin(
         originals = [t.clone() for t in floats]
         generator = torch.Generator().manual_seed(seed)
         sensitivity = torch.zeros_like(value)
-        for _ in range(_SENSITIVITY_DRAWS):
-            for held, original in zip(floats, originals):
-                held.copy_(original * (1 + eps * _signs(original, generator)))
-            moved = run(twin, x64 * (1 + eps * _signs(x64, generator))).to(torch.float64)
-            sensitivity = torch.maximum(sensitivity, (moved - value).abs())
+
+        def perturb(t: object) -> object:
+            return t * (1 + eps * _signs(t, generator)) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+        # Every floating argument moves, not only the main input: equal key rows of
+        # attention with different values tie exactly until one of them moves.
+        hook = twin.register_forward_pre_hook(
+            lambda _, args, kwargs: (tuple(map(perturb, args)), {k: perturb(v) for k, v in kwargs.items()}),
+            with_kwargs=True,
+        )
+        try:
+            for _ in range(_SENSITIVITY_DRAWS):
+                for held, original in zip(floats, originals):
+                    held.copy_(original * (1 + eps * _signs(original, generator)))
+                moved = run(twin, x64).to(torch.float64)
+                sensitivity = torch.maximum(sensitivity, (moved - value).abs())
+        finally:
+            hook.remove()
         estimate = _float64_error(module, x, value, run) if x.dtype == torch.float64 else None
     return Float64Twin(value, sensitivity, x.dtype, eps, estimate)
 

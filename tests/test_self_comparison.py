@@ -16,9 +16,12 @@ import torch.nn.functional as F
 from hypothesis import Phase, given, settings, strategies as st
 from torch import nn
 
-from properties import LayerSpec, check_layer, tolerances
-from properties.comparison import agreement_bound, float64_twin
+from properties import LayerSpec, check_layer, gallery, tolerances
+from properties.cases import LayerCase
+from properties.catalogue import behaviour
+from properties.comparison import ULPS, agreement_bound, float64_twin
 from properties.spec import FLOAT_DTYPES
+from properties.strategies import TensorRecipe
 
 # The ci profile's examples, without shrinking (only "is it caught?" matters)
 # and without the example database, as in test_mutants.
@@ -246,3 +249,20 @@ def test_one_changed_element_is_caught(dtype, seed, rows):
     broken.view(-1)[i] += 32 * torch.finfo(dtype).eps * out.abs().max()
     with pytest.raises(tolerances.ToleranceExceeded, match="1 / "):
         tolerances.assert_within_bound(broken, _bound(module, x), what="one element changed")
+
+
+def test_ties_between_further_arguments_are_probed():
+    """MultiheadAttention in float64 at inputs of ±16: two equal key rows with different
+    values tie exactly, so the output is their average and moves 500 ulps with another
+    layout's rounding of the scores.  The sensitivity moves every floating argument
+    (key and value too, not only the query), so it sees the tie and the layouts agree
+    (the gallery's nightly soak found this false alarm)."""
+    recipe = TensorRecipe((15, 4), torch.float64, "cpu", "huge", 7.022238808055922e305, 99, None, (), 16.0)
+    args = {"embed_dim": 4, "num_heads": 1, "batch_first": True}
+    case = LayerCase(gallery.multihead_attention(), args, recipe, module_seed=0)
+    module, x = case.build(), case.make_input()
+    contiguous, transposed = case.run(module, x), case.run(module, x.T.contiguous().T)
+    assert bool((contiguous != transposed).any())  # the layouts do round differently here
+    twin = float64_twin(module, x, run=case.run, seed=recipe.seed)
+    assert bool(((contiguous - transposed).abs() <= ULPS * twin.sensitivity).all())  # the T term covers it
+    behaviour.ignores_memory_layout(case, "transposed")
