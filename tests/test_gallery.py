@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import settings
+from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from properties import LayerSpec, SpecError, check_layer, gallery, registered_properties
+from properties.cases import LayerCase
+from properties.catalogue import laws
 from properties.runner import why_not_run
+from properties.strategies import TensorRecipe
 
 LAWS = {p.name for p in registered_properties() if p.family == "laws"}
 GALLERY_FAMILIES = ("equivalence", "algebra", "laws", "robustness", "initialization")
@@ -102,3 +105,26 @@ def test_bad_options_are_spec_errors():
 def test_a_malformed_law_fact_is_a_spec_error_naming_the_field(field, value):
     with pytest.raises(SpecError, match=f"field '{field}'"):
         LayerSpec(name="bad", module=nn.Identity, **{field: value})
+
+
+def test_a_law_makes_no_claim_where_its_own_input_overflows():
+    """conv2d in bfloat16 on 6.9e37: the law's input 3 * (1 - 2x) overflows to -inf, and
+    torch's blocked kernel then gives NaN in an output whose window excludes it (inf * 0).
+    The law is about finite inputs, so it makes no claim there (the gallery's nightly
+    soak found this false alarm)."""
+    recipe = TensorRecipe(
+        (1, 3, 3), torch.bfloat16, "cpu", "huge", 2.13e37, 10214, "magnitude", ((6, 0.0), (3, 0.0)),
+        torch.finfo(torch.bfloat16).max,
+    )
+    args = {"in_channels": 1, "out_channels": 1, "kernel_size": 2, "padding": 0, "bias": False, "height": 3, "width": 3}
+    case = LayerCase(gallery.conv2d(), args, recipe, module_seed=0)
+    module, x = case.build(), case.make_input()
+    assert not bool(case.call(module, (x * 0 + case.other_input(x) * 3,), {}).isfinite().all())  # the kernel's NaN
+
+    @settings(max_examples=1, database=None)
+    @given(st.none())
+    def law(_):  # inside a Hypothesis test, where the law records its "no claim" event
+        laws.linear_in_its_input(case, (0.0, 3.0))
+
+    law()
+
