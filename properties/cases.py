@@ -98,14 +98,15 @@ class LayerCase:
 
     def other_input(self, x: torch.Tensor) -> torch.Tensor:
         """Another input of ``x``'s shape and dtype, inside the declared domain, with other values
-        (floats: ``1 - 2x``, capped by ``input_limit``; indices: mirrored in their range; masks: negated)."""
+        (floats: ``1 - 2x``, capped by ``input_limit`` or the dtype's largest finite; indices: mirrored in their range; masks: negated)."""
         if x.dtype == torch.bool:
             return ~x
         if not x.is_floating_point():
             low, high = self.spec.index_range(self.constructor_args)
             return (low + high - 1) - x
-        other = (x.double() * -2 + 1).to(x.dtype)
-        return other if self.spec.input_limit is None else other.clamp(-self.spec.input_limit, self.spec.input_limit)
+        # Clamped before the cast: 1 - 2x beyond half the dtype's range would round to inf.
+        limit = torch.finfo(x.dtype).max if self.spec.input_limit is None else self.spec.input_limit
+        return (x.double() * -2 + 1).clamp(-limit, limit).to(x.dtype)
 
     def build(self, *, dtype: torch.dtype | None = None, device: str | None = None) -> torch.nn.Module:
         """The layer, initialized from the drawn seed, in train mode.
