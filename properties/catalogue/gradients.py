@@ -24,6 +24,9 @@ from properties.spec import spec_call
 # exact zero (or any constant) may sit on a kink such as relu's at 0, where
 # the central difference (slope 1/2) and autograd (0) legitimately differ.
 _SMOOTH = dict(regimes=("ordinary",), max_splices=0, limit=2.0**8, sparse=False)
+# gradcheck's step (its default, passed explicitly): the finite differences move each leaf
+# by this along a unit direction; _near_the_kink reads it too.
+_GRADCHECK_EPS = 1e-6
 
 
 @layer_property(family="gradients", regimes=("zeros", "constant", "ordinary", "tiny"), limit="moderate")
@@ -84,7 +87,7 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
     # pass instead of one per leaf.
     try:
         with _without_the_slow_mode_report():
-            torch.autograd.gradcheck(function, leaves, fast_mode=True)
+            torch.autograd.gradcheck(function, leaves, eps=_GRADCHECK_EPS, fast_mode=True)
     except GradcheckError as error:
         culprit = _culprit(error, labels)
         unreached = [label for label in culprit.split(", ") if not _reaches(function, leaves, labels.index(label))]
@@ -112,7 +115,7 @@ def second_derivatives_match_finite_differences(case: LayerCase) -> None:
         return
     try:
         with _without_the_slow_mode_report():
-            torch.autograd.gradgradcheck(function, leaves, fast_mode=True)
+            torch.autograd.gradgradcheck(function, leaves, eps=_GRADCHECK_EPS, fast_mode=True)
     except GradcheckError as error:
         raise AssertionError(
             f"{case.spec.name}: second derivatives disagree with finite differences of the gradient "
@@ -138,10 +141,6 @@ def _without_the_slow_mode_report() -> Iterator[None]:
         gradcheck_module._run_slow_mode_and_get_error = slow
 
 
-# gradcheck's step: its finite differences move each leaf by this along a unit direction.
-_GRADCHECK_EPS = 1e-6
-
-
 def _near_the_kink(case: LayerCase, module: torch.nn.Module, x: torch.Tensor, varied: tuple[torch.Tensor, ...]) -> bool:
     """Whether a pre-activation the spec declares (``relu_of``) lies so near 0 that the
     finite differences may cross relu's kink, where a difference quotient of the gradient
@@ -152,8 +151,8 @@ def _near_the_kink(case: LayerCase, module: torch.nn.Module, x: torch.Tensor, va
         return False
     with torch.no_grad():
         pre = spec_call(case.spec, "relu_of", case.spec.relu_of, module, x)
-        reach = _GRADCHECK_EPS * (1 + sum(float(t.detach().double().norm()) for t in varied))
-        return pre.numel() > 0 and float(pre.detach().abs().min()) <= reach
+        reach = _GRADCHECK_EPS * (1 + sum(float(t.double().norm()) for t in varied))
+        return pre.numel() > 0 and float(pre.abs().min()) <= reach
 
 
 def _as_function_of_leaves(case: LayerCase) -> tuple[Callable[..., torch.Tensor] | None, tuple[torch.Tensor, ...], list[str]]:
