@@ -45,6 +45,37 @@ SCHEDULERS = ("load", "worksteal", "loadgroup")
 LONGEST_SHARE_TARGET = 0.08
 
 
+def _bytecode_note() -> str:
+    """Which packages every process compiles again because PYTHONDONTWRITEBYTECODE is set.
+
+    Such a process reads cached bytecode but writes none: a package without a
+    cache (torch's is written by pip; pytest writes its assertion-rewritten
+    copies of plugin packages, hypothesis, xdist and this framework, under its
+    own name) is compiled in every process.  Judged by each package's __init__.
+    """
+    if not sys.dont_write_bytecode:
+        return ""
+    import importlib.util
+
+    import pytest
+
+    rewritten = f"{sys.implementation.cache_tag}-pytest-{pytest.__version__}.pyc"
+    uncached = []
+    for package, pytest_cache in (("torch", False), ("hypothesis", True), ("xdist", True), ("properties", True)):
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            continue
+        init = Path(spec.origin)
+        cache = init.parent / "__pycache__" / f"{init.stem}.{rewritten}" if pytest_cache else Path(importlib.util.cache_from_source(str(init)))
+        if not cache.exists():
+            uncached.append(package)
+    if not uncached:
+        return " PYTHONDONTWRITEBYTECODE is set, but the packages the gate imports had cached bytecode from earlier runs."
+    return (
+        f" **PYTHONDONTWRITEBYTECODE is set** and {', '.join(uncached)} had no cached bytecode: "
+        "every process compiles them again, which inflates start-up."
+    )
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -216,13 +247,7 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
     ]
     median_start = statistics.median(c[1] for c in worker_costs)
     median_teardown = statistics.median(c[2] for c in worker_costs)
-    machine = scaling.machine
-    if sys.dont_write_bytecode:
-        # Seen on a GPU image: each process then compiles torch's sources again.
-        machine += (
-            " **PYTHONDONTWRITEBYTECODE is set:** every process recompiles the Python sources it imports "
-            "(torch, torch._dynamo), which inflates start-up and the first compilation in each worker."
-        )
+    machine = scaling.machine + _bytecode_note()
     return "\n\n".join(
         [
             machine,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import benchmarks.scaling
 from benchmarks.scaling import SECTION, lpt_makespan
 from properties.records import markers
 
@@ -71,3 +72,16 @@ def test_scaling_refuses_an_output_without_the_section_s_markers_before_measurin
     assert done.returncode == 2, done.stderr[-3000:]
     assert "<!-- scaling-2core:start -->" in done.stderr and "add them where the record belongs" in done.stderr
     assert "Machine" not in done.stdout  # nothing was measured
+
+
+def test_the_bytecode_note_names_the_packages_without_a_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    assert benchmarks.scaling._bytecode_note() == ""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    # A package whose bytecode no process could ever have cached: a fresh one.
+    (tmp_path / "properties").mkdir()
+    (tmp_path / "properties" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "properties")
+    note = benchmarks.scaling._bytecode_note()
+    assert "PYTHONDONTWRITEBYTECODE is set" in note and "properties" in note.split("had no cached bytecode")[0]
