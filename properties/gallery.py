@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -76,11 +75,15 @@ def _drawn(value: Option) -> SearchStrategy[Any]:
     return value if isinstance(value, SearchStrategy) else st.just(value)
 
 
+_ARGS = "_gallery_constructor_args"
+
+
 class _Factory:
     """Calls the user's module with the family's sizes (positionally) and the options it accepts.
 
-    Remembers the drawn arguments of each module it built, so that the
-    ``torch`` equivalent can be built with the same sizes and options.
+    Leaves the drawn arguments on each module it builds, so that the ``torch``
+    equivalent and the reference use the same sizes and options; on the module
+    itself, because its deep copies (a checkpoint, the float64 twin) need them too.
     """
 
     def __init__(self, family: str, module: Callable[..., nn.Module], sizes: tuple[str, ...], options: tuple[str, ...]):
@@ -89,7 +92,6 @@ class _Factory:
         accepts = _accepted(module)
         self.options = tuple(o for o in options if accepts is None or o in accepts)
         self.factory_kwargs = accepts is None or {"device", "dtype"} <= accepts
-        self.built: weakref.WeakKeyDictionary[nn.Module, Mapping[str, Any]] = weakref.WeakKeyDictionary()
         try:
             signature = inspect.signature(module)
         except (TypeError, ValueError):
@@ -110,13 +112,18 @@ class _Factory:
         factory = {k: drawn[k] for k in ("device", "dtype") if k in drawn}
         module = self.module(*(drawn[s] for s in self.sizes), **{o: drawn[o] for o in self.options}, **factory)
         if isinstance(module, nn.Module):
-            self.built[module] = drawn
+            # A plain attribute (not state; scripting skips it), copied and pickled with the module.
+            module.__dict__[_ARGS] = (self.family, dict(drawn))
         return module
 
     def args_of(self, module: nn.Module) -> Mapping[str, Any]:
-        if module not in self.built:
-            raise SpecError(f"gallery.{self.family}: the torch equivalent needs a module built by the spec itself")
-        return self.built[module]
+        family, args = getattr(module, "__dict__", {}).get(_ARGS, (None, None))
+        if family != self.family:
+            raise SpecError(
+                f"gallery.{self.family}: the torch equivalent and the reference need a module built by the spec "
+                f"itself (or a deep copy of one), got {type(module).__name__}"
+            )
+        return args
 
     def __repr__(self) -> str:
         return f"gallery.{self.family}({self.__name__})"

@@ -5,38 +5,41 @@ framework's bug (a reference, a law's bound, a spec).  The examples come from
 the loaded profile (dev: few; ``CI=true``: the ci count; the soak's seeds
 change them), one test per (family, property) so that xdist spreads them.
 
-The properties run here are those that judge a layer by what the gallery
-declares: its reference and equivalents, its laws, the algebraic facts, the
-robustness checks against the reference and the initialization facts
-(``GALLERY_FAMILIES``).  The
-rest of the catalogue (gradients, compilation, serialization, ...) checks
-torch's own kernels against themselves and costs most of the time (a gradcheck
-of one family takes longer than all its laws); a user's gallery spec runs it
-all (``tests/test_gallery_readme.py``).
+The properties run by default are those that judge a layer by what the
+gallery declares: its reference and equivalents, its laws, the algebraic
+facts, the robustness checks against the reference and the initialization
+facts (``GALLERY_FAMILIES``).  The rest of the catalogue (the spec check,
+gradients, compilation, serialization, layers over time, ...) costs most of
+the time (a gradcheck of one family takes longer than all its laws) and runs
+under ``-m slow`` (``.ci/run``): a user's gallery spec runs it all, so a
+gallery spec must pass it all on torch's own modules.
 """
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import find, given, settings, strategies as st
 from torch import nn
 
 from properties import LayerSpec, SpecError, check_layer, gallery, registered_properties
 from properties.cases import LayerCase
 from properties.catalogue import laws
-from properties.runner import why_not_run
+from properties.catalogue._common import reference
+from properties.runner import cases_for, why_not_run
 from properties.strategies import TensorRecipe
 
 LAWS = {p.name for p in registered_properties() if p.family == "laws"}
 GALLERY_FAMILIES = ("equivalence", "algebra", "laws", "robustness", "initialization")
 
 
-def _applicable(spec) -> list[str]:
+def _applicable(spec, *, gallery_families: bool = True) -> list[str]:
     return [
         p.name
         for p in registered_properties()
-        if p.family in GALLERY_FAMILIES and not why_not_run(p, spec)
+        if (p.family in GALLERY_FAMILIES) == gallery_families and not why_not_run(p, spec)
     ]
 
 
@@ -46,6 +49,43 @@ def _applicable(spec) -> list[str]:
 )
 def test_torch_modules_pass_their_family(spec, prop):
     check_layer(spec, [prop], settings=settings(settings.default, database=None))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("spec", "prop"),
+    [
+        pytest.param(spec, prop, id=f"{spec.name}-{prop}")
+        for spec in gallery.TORCH_SPECS
+        for prop in _applicable(spec, gallery_families=False)
+    ],
+)
+def test_torch_modules_pass_the_rest_of_the_catalogue(spec, prop):
+    check_layer(spec, [prop], settings=settings(settings.default, database=None))
+
+
+def test_the_spec_check_calls_an_equivalent_as_it_calls_the_layer():
+    """MultiheadAttention is called as module(query, key, value, need_weights=False): the spec
+    check called the torch equivalent with the query alone and blamed the spec (found by the
+    benchmarks, which run every property on the gallery)."""
+    spec = next(s for s in gallery.TORCH_SPECS if s.name == "multihead_attention")
+    check_layer(spec, ["spec_is_usable"], settings=settings(settings.default, database=None, max_examples=3))
+
+
+def test_the_reference_and_the_equivalent_take_a_deep_copy_of_the_layer():
+    """Layers over time deep-copies the layer and goes on comparing it with the reference;
+    conv1d's and conv2d's read the drawn padding, which only the original carried."""
+    for family in ("conv1d", "conv2d", "linear", "layer_norm", "multihead_attention"):
+        spec = next(s for s in gallery.TORCH_SPECS if s.name == family)
+        prop = next(p for p in registered_properties() if p.name == "matches_equivalents")
+        case = find(cases_for(prop, spec), lambda _: True, settings=settings(database=None))
+        module = copy.deepcopy(case.build())
+        x = case.make_input()
+        with torch.no_grad():
+            want = case.run(module, x)
+            assert torch.equal(case.run(spec.equivalents["torch"](module), x), want), family
+            if spec.reference is not None:
+                assert reference(case, module, x).value.shape == want.shape, family
 
 
 def test_every_law_runs_on_some_torch_module():

@@ -61,7 +61,7 @@ def spec_is_usable(case: LayerCase) -> None:
     for name, make in spec.equivalents.items():
         twin = spec_call(spec, "equivalents", make, module)
         with torch.no_grad():
-            twin_out = spec_call(spec, "equivalents", twin, x)
+            twin_out = spec_call(spec, "equivalents", case.run, twin, x)  # called as the layer is (inputs=, output=)
         if tuple(twin_out.shape) != tuple(out.shape):
             raise SpecError(
                 f"LayerSpec {spec.name!r}, field 'equivalents': {name!r} gives shape {tuple(twin_out.shape)}, "
