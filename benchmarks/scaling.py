@@ -66,7 +66,10 @@ def _bytecode_note() -> str:
         if spec is None or spec.origin is None:
             continue
         init = Path(spec.origin)
-        cache = init.parent / "__pycache__" / f"{init.stem}.{rewritten}" if pytest_cache else Path(importlib.util.cache_from_source(str(init)))
+        if pytest_cache:
+            cache = init.parent / "__pycache__" / f"{init.stem}.{rewritten}"
+        else:
+            cache = Path(importlib.util.cache_from_source(str(init)))
         if not cache.exists():
             uncached.append(package)
     if not uncached:
@@ -75,6 +78,7 @@ def _bytecode_note() -> str:
         f" **PYTHONDONTWRITEBYTECODE is set** and {', '.join(uncached)} had no cached bytecode: "
         "every process compiles them again, which inflates start-up."
     )
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
