@@ -117,7 +117,7 @@ class _Factory:
         return module
 
     def args_of(self, module: nn.Module) -> Mapping[str, Any]:
-        family, args = getattr(module, "__dict__", {}).get(_ARGS, (None, None))
+        family, args = module.__dict__.get(_ARGS, (None, None))
         if family != self.family:
             raise SpecError(
                 f"gallery.{self.family}: the torch equivalent and the reference need a module built by the spec "

@@ -75,9 +75,9 @@ def test_the_spec_check_calls_an_equivalent_as_it_calls_the_layer():
 def test_the_reference_and_the_equivalent_take_a_deep_copy_of_the_layer():
     """Layers over time deep-copies the layer and goes on comparing it with the reference;
     conv1d's and conv2d's read the drawn padding, which only the original carried."""
+    prop = next(p for p in registered_properties() if p.name == "matches_equivalents")
     for family in ("conv1d", "conv2d", "linear", "layer_norm", "multihead_attention"):
         spec = next(s for s in gallery.TORCH_SPECS if s.name == family)
-        prop = next(p for p in registered_properties() if p.name == "matches_equivalents")
         case = find(cases_for(prop, spec), lambda _: True, settings=settings(database=None))
         module = copy.deepcopy(case.build())
         x = case.make_input()
