@@ -31,7 +31,8 @@ The float64 reference rounds too: every operation adds the same bound with
 float64's ``u`` for the reference's own rounding, so that float64 layers are
 judged soundly (there the two terms are of the same size).  Each operation may
 also lose up to the dtype's smallest normal number to underflow
-(flush-to-zero kernels lose that much, gradual underflow less).  A bound that
+(flush-to-zero kernels lose that much, gradual underflow less), and products
+may read a subnormal operand as zero (denormals-are-zero).  A bound that
 comes out infinite or NaN (an ill-conditioned point, such as ``log`` next to
 zero) makes no claim there; ``assert_within_bound`` records it as a
 Hypothesis event, never as a silent pass.
@@ -813,6 +814,16 @@ def rms_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | None
 # -- products and lookups -------------------------------------------------------------
 
 
+def _flushable(a: Bounded) -> Bounded:
+    """``a`` with its subnormal elements' magnitude added to their error.
+
+    Product kernels may read subnormal operands as zero (oneDNN's CPU bfloat16
+    conv2d does: 9.3e-39 * 4.6e17 gave 0, exact 4.3e-21), each costing ``|x| |w|``.
+    """
+    subnormal = a.value.abs() < torch.finfo(a.dtype).tiny
+    return dataclasses.replace(a, error=a.error + a.value.abs() * subnormal)
+
+
 def _product_error(magnitude: torch.Tensor, n: int, dtype: torch.dtype, device: str, kind: str) -> torch.Tensor:
     """Higham (3.5): ``gamma(n) |x|^T |y|`` in the accumulation dtype, plus TF32 input rounding on CUDA."""
     error = _gamma_both(n, accumulation_dtype(dtype)) * magnitude
@@ -837,6 +848,7 @@ def matmul(a: Bounded, b: Bounded) -> Bounded:
     (Higham (3.5)) accumulated in ``accumulation_dtype``, then one rounding;
     inherited ``a.error @ (|b| + b.error) + |a| @ b.error``.
     """
+    a, b = _flushable(a), _flushable(b)
     n = a.value.shape[-1]
     magnitude = a.value.abs() @ b.value.abs()
     device = _device(a, b)
@@ -876,6 +888,7 @@ def einsum(equation: str, *operands: Bounded) -> Bounded:
     (Higham (3.5) with ``k - 1`` roundings per product); inherited by the
     telescoping sum ``sum_i einsum(|x_1| + e_1, ..., e_i, |x_{i+1}|, ...)``.
     """
+    operands = tuple(_flushable(o) for o in operands)
     values = [o.value for o in operands]
     value = torch.einsum(equation, *values)
     magnitude = torch.einsum(equation, *[v.abs() for v in values])
@@ -908,6 +921,7 @@ def linear(x: Bounded, weight: Bounded, bias: Bounded | None = None) -> Bounded:
     may round ``x @ weight`` before adding the bias (MyLinear does): one more
     rounding of ``|x @ weight|`` in low precision.
     """
+    x, weight = _flushable(x), _flushable(weight)
     n = x.value.shape[-1]
     magnitude = x.value.abs() @ weight.value.abs()
     product = x.value @ weight.value
@@ -934,6 +948,7 @@ def linear(x: Bounded, weight: Bounded, bias: Bounded | None = None) -> Bounded:
 
 def _conv(nd: int, x: Bounded, weight: Bounded, bias: Bounded | None, **options) -> Bounded:
     conv = F.conv1d if nd == 1 else F.conv2d
+    x, weight = _flushable(x), _flushable(weight)
     n = math.prod(weight.value.shape[1:])
     magnitude = conv(x.value.abs(), weight.value.abs(), **options)
     value = conv(x.value, weight.value, **options)

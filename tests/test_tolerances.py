@@ -257,3 +257,22 @@ def test_tf32_products_on_cuda_get_the_tf32_bound():
     finally:
         changed = before.restore_and_diff()
     assert "float32 matmul precision" in changed and torch.get_float32_matmul_precision() == "highest"
+
+
+@pytest.mark.parametrize("product", ["conv2d", "linear", "matmul"])
+def test_a_product_may_read_a_subnormal_operand_as_zero_but_not_a_normal_one(product):
+    # Found by the gallery's soak: torch's CPU bfloat16 conv2d (oneDNN) returned 0
+    # for 9.3e-39 * 4.6e17 (a bfloat16 subnormal read as zero; exact 4.3e-21).
+    w = torch.tensor([[4.6e17]], dtype=torch.bfloat16)
+    bound = {
+        "conv2d": lambda x: tol.conv2d(tol.exact(x.reshape(1, 1, 1, 1)), tol.exact(w.reshape(1, 1, 1, 1))),
+        "linear": lambda x: tol.linear(tol.exact(x), tol.exact(w)),
+        "matmul": lambda x: tol.matmul(tol.exact(x), tol.exact(w)),
+    }[product]
+    subnormal = torch.tensor([[9.3e-39]], dtype=torch.bfloat16)
+    torch_conv = F.conv2d(subnormal.reshape(1, 1, 1, 1), w.reshape(1, 1, 1, 1))
+    for flushed in (torch.zeros(1, 1, dtype=torch.bfloat16), torch_conv):
+        tol.assert_within_bound(flushed.reshape(bound(subnormal).shape), bound(subnormal))
+    normal = torch.tensor([[2.4e-38]], dtype=torch.bfloat16)
+    with pytest.raises(tol.ToleranceExceeded):
+        tol.assert_within_bound(torch.zeros(bound(normal).shape, dtype=torch.bfloat16), bound(normal))
