@@ -815,12 +815,13 @@ def rms_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | None
 
 
 def _flushable(a: Bounded) -> Bounded:
-    """``a`` with its subnormal elements' magnitude added to their error.
+    """``a`` with the magnitude of its elements subnormal in the accumulation dtype added to their error.
 
-    Product kernels may read subnormal operands as zero (oneDNN's CPU bfloat16
-    conv2d does: 9.3e-39 * 4.6e17 gave 0, exact 4.3e-21), each costing ``|x| |w|``.
+    Product kernels may read such operands as zero (oneDNN's CPU bfloat16 conv2d
+    does: 9.3e-39 * 4.6e17 gave 0, exact 4.3e-21), each costing ``|x| |w|``.
+    float16's subnormals are normal in float32: no allowance there.
     """
-    subnormal = a.value.abs() < torch.finfo(a.dtype).tiny
+    subnormal = a.value.abs() < torch.finfo(accumulation_dtype(a.dtype)).tiny
     return dataclasses.replace(a, error=a.error + a.value.abs() * subnormal)
 
 

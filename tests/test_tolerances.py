@@ -263,16 +263,25 @@ def test_tf32_products_on_cuda_get_the_tf32_bound():
 def test_a_product_may_read_a_subnormal_operand_as_zero_but_not_a_normal_one(product):
     # Found by the gallery's soak: torch's CPU bfloat16 conv2d (oneDNN) returned 0
     # for 9.3e-39 * 4.6e17 (a bfloat16 subnormal read as zero; exact 4.3e-21).
+    def bound(x, w):
+        return {
+            "conv2d": lambda: tol.conv2d(tol.exact(x.reshape(1, 1, 1, 1)), tol.exact(w.reshape(1, 1, 1, 1))),
+            "linear": lambda: tol.linear(tol.exact(x), tol.exact(w)),
+            "matmul": lambda: tol.matmul(tol.exact(x), tol.exact(w)),
+        }[product]()
+
+    def zero(x, w):
+        return torch.zeros(bound(x, w).shape, dtype=x.dtype)
+
     w = torch.tensor([[4.6e17]], dtype=torch.bfloat16)
-    bound = {
-        "conv2d": lambda x: tol.conv2d(tol.exact(x.reshape(1, 1, 1, 1)), tol.exact(w.reshape(1, 1, 1, 1))),
-        "linear": lambda x: tol.linear(tol.exact(x), tol.exact(w)),
-        "matmul": lambda x: tol.matmul(tol.exact(x), tol.exact(w)),
-    }[product]
     subnormal = torch.tensor([[9.3e-39]], dtype=torch.bfloat16)
     torch_conv = F.conv2d(subnormal.reshape(1, 1, 1, 1), w.reshape(1, 1, 1, 1))
-    for flushed in (torch.zeros(1, 1, dtype=torch.bfloat16), torch_conv):
-        tol.assert_within_bound(flushed.reshape(bound(subnormal).shape), bound(subnormal))
+    for flushed in (zero(subnormal, w), torch_conv.reshape(bound(subnormal, w).shape)):
+        tol.assert_within_bound(flushed, bound(subnormal, w))
     normal = torch.tensor([[2.4e-38]], dtype=torch.bfloat16)
     with pytest.raises(tol.ToleranceExceeded):
-        tol.assert_within_bound(torch.zeros(bound(normal).shape, dtype=torch.bfloat16), bound(normal))
+        tol.assert_within_bound(zero(normal, w), bound(normal, w))
+    # float16's subnormals are normal in float32, where it accumulates: reading one as zero is a bug.
+    half_subnormal, half_w = torch.tensor([[3e-5]], dtype=torch.float16), torch.tensor([[1000.0]], dtype=torch.float16)
+    with pytest.raises(tol.ToleranceExceeded):
+        tol.assert_within_bound(zero(half_subnormal, half_w), bound(half_subnormal, half_w))
