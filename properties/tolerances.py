@@ -822,7 +822,7 @@ def _flushable(a: Bounded) -> Bounded:
     float16's subnormals are normal in float32: no allowance there.
     """
     subnormal = a.value.abs() < torch.finfo(accumulation_dtype(a.dtype)).tiny
-    return dataclasses.replace(a, error=a.error + a.value.abs() * subnormal)
+    return dataclasses.replace(a, error=a.error + torch.where(subnormal, a.value.abs(), 0.0))  # no inf * 0 = NaN
 
 
 def _product_error(magnitude: torch.Tensor, n: int, dtype: torch.dtype, device: str, kind: str) -> torch.Tensor:
