@@ -427,7 +427,9 @@ def _check_devices_present(config: pytest.Config) -> None:
     device this machine has.  It needs torch but not the layers, which the
     controller does not import (the workers check the rest)."""
     devices = config.stash[SELECTION].devices
-    if devices is None or not registry.anchors():
+    # Every machine has a cpu: only a GPU-only selection needs torch to answer,
+    # and importing torch here would delay every worker's start by seconds.
+    if devices is None or "cpu" in devices or not registry.anchors():
         return
     from properties.strategies import available_devices
 

@@ -112,6 +112,28 @@ SPECS = [centered_spec]
     assert sorted((pytester.path / "imported-by.txt").read_text().split()) == ["gw0", "gw1"]
 
 
+def test_the_xdist_controller_does_not_import_torch(pytester):
+    # Workers start only after the controller's session start: torch imported
+    # there (seconds with a CUDA build) would delay every worker.
+    pytester.makeconftest(
+        """
+import sys
+from properties import register
+register('layers.specs:LESSON_SPECS')
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):
+        with open("controller-torch.txt", "w") as out:
+            out.write(str("torch" in sys.modules))
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", "--devices=cpu", "--dtypes=float32", "-k", "gradient_flow"
+    )
+    result.assert_outcomes(passed=3)
+    assert (pytester.path / "controller-torch.txt").read_text() == "False"
+
+
 @pytest.mark.parametrize(
     "path, message",
     [
