@@ -4,6 +4,7 @@
     python -m benchmarks.scaling --output docs/scaling.md   # also write it between the file's markers
     python -m benchmarks.scaling --output docs/scaling.md --section scaling-2core   # another machine's record
     python -m benchmarks.scaling --quick                    # smoke run: a few tests, -n 0 and -n 2
+    python -m benchmarks.scaling --timelines DIR            # also keep every run's per-test timeline (JSON)
 
 1. The gate (``ci`` profile, ``--devices=cpu``) runs once with ``-n 0``, each
    test's duration recorded (``benchmarks.timeline``): the serial total and
@@ -286,6 +287,16 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
     ) + "\n"
 
 
+def save_timelines(scaling: Scaling, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for index, timed in enumerate((scaling.serial, *scaling.parallel)):
+        run = timed.run
+        record = {"command": run.command, "started": run.started, "ended": run.ended, "tests": timed.tests}
+        path = directory / f"{index:02d}-n{run.workers}{''.join(o.split('=')[-1] for o in run.extra if o.startswith('--dist'))}.json"
+        path.write_text(json.dumps(record), encoding="utf-8")
+    _log(f"timelines in {directory}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few tests, -n 0 and -n 2 only (smoke run)")
@@ -295,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the markers <!-- NAME:start --> / <!-- NAME:end --> to write between (default: {SECTION}); "
         "one section per machine keeps each machine's record",
     )
+    parser.add_argument(
+        "--timelines", type=Path, metavar="DIR",
+        help="also save each run's timeline (every test's start and end, per worker) as JSON in DIR, for analysis",
+    )
     args = parser.parse_args(argv)
     start, end = records.markers(args.section)
     if args.output:
@@ -302,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         if start not in text or end not in text:
             parser.error(f"--output {args.output}: the markers {start} / {end} are not in it; add them where the record belongs")
     started = time.perf_counter()
-    body = render(measure(quick=args.quick), quick=args.quick)
+    scaling = measure(quick=args.quick)
+    if args.timelines:
+        save_timelines(scaling, args.timelines)
+    body = render(scaling, quick=args.quick)
     body += f"\n*`{COMMAND}{' --quick' if args.quick else ''}` took {time.perf_counter() - started:.0f} s.*\n"
     print("## Scaling with cores\n\n" + body)
     if args.output:
