@@ -220,6 +220,7 @@ def pytest_exception_interact(node: Any, call: pytest.CallInfo[Any], report: Any
         report.longrepr = f"{error.path}: {error.cause}"
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: the reorder sees what runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # After collection every conftest, and so every layer, is known.
     _check_selection_names(config)
@@ -230,6 +231,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if prop is not None:
             item.user_properties.append((REPORT_KEY, (item.callspec.params["layer"].name, prop)))
             gate_items.append(item)
+    if hasattr(config, "workerinput"):
+        # Every worker collects, and must collect the same order: reorder there only.
+        slots = [index for index, item in enumerate(items) if _gate_property(item) is not None]
+        for index, item in zip(slots, expensive_beside_cheap(gate_items)):
+            items[index] = item
     blob = config.getoption("replay")
     if blob is not None:
         if len(gate_items) != 1:
@@ -241,6 +247,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
         # The test function is shared by the layers of one property; only this one runs.
         reproduce_failure(__version__, blob.encode())(gate_items[0].obj)
+
+
+def expensive_beside_cheap(items: list[Any]) -> list[Any]:
+    """The first half interleaved with the second: a0, b0, a1, b1, ...
+
+    pytest-xdist's ``load`` scheduler hands each worker consecutive tests (two
+    each at first with 16 workers) and keeps two queued per worker.  The
+    catalogue collects its expensive families first, so two expensive tests
+    side by side would start on one worker and end the run late; interleaved,
+    each worker starts with one expensive test and one cheap one.
+    """
+    half = (len(items) + 1) // 2
+    first, second = items[:half], items[half:]
+    return [item for pair in zip(first, second) for item in pair] + first[len(second):]
 
 
 _REPRODUCE_NOTE = re.compile(r"@reproduce_failure\('[^']*', b'([^']*)'\)")

@@ -134,6 +134,30 @@ def pytest_sessionfinish(session):
     assert (pytester.path / "controller-torch.txt").read_text() == "False"
 
 
+def test_xdist_workers_collect_the_expensive_half_interleaved_with_the_cheap_half(pytester):
+    # xdist's load scheduler starts each worker on consecutive tests: every
+    # worker must collect the same order, with each expensive test beside a cheap one.
+    pytester.makeconftest(
+        """
+import os
+from properties import register
+register('layers.specs:LESSON_SPECS')
+
+def pytest_collection_finish(session):
+    with open(os.environ.get("PYTEST_XDIST_WORKER", "serial") + ".order", "w") as out:
+        out.write("\\n".join(item.nodeid for item in session.items))
+"""
+    )
+    selection = ["-p", "no:cacheprovider", "--dtypes=float32", "-k", "gradient_flow or serialization"]
+    pytester.runpytest_subprocess(*selection, "--collect-only", "-q").assert_outcomes()
+    pytester.runpytest_subprocess("-n", "2", *selection).assert_outcomes(passed=6)
+    serial = (pytester.path / "serial.order").read_text().split()
+    workers = [(pytester.path / f"gw{i}.order").read_text().split() for i in (0, 1)]
+    # Collected family by family: gradients (expensive) first, serialization last.
+    assert [name.split("[")[0] for name in serial] == ["conftest.py::test_gradient_flow"] * 3 + ["conftest.py::test_survives_serialization"] * 3
+    assert workers[0] == workers[1] == [serial[0], serial[3], serial[1], serial[4], serial[2], serial[5]]
+
+
 @pytest.mark.parametrize(
     "path, message",
     [

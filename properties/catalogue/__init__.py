@@ -9,17 +9,18 @@ how often that happened.  One module per family; the family is the marker.
 """
 
 # Import order is registration order, and so collection order: the most
-# expensive families first, so that pytest-xdist hands them out early and the
-# workers finish together instead of one waiting on a late compilation.
+# expensive families first (compiling, training steps, gradcheck, sampling, the
+# meta device's first use), so that pytest-xdist hands them out early and the
+# workers finish together instead of one waiting on a late long test.
 from properties.catalogue import (  # noqa: F401  (importing registers them)
     variants,
-    initialization,
+    stateful,
     gradients,
+    initialization,
+    structure,
     configuration,
     behaviour,
     numerics,
     laws,
     serialization,
-    structure,
-    stateful,
 )
