@@ -139,12 +139,13 @@ def test_xdist_workers_collect_the_expensive_half_interleaved_with_the_cheap_hal
     # worker must collect the same order, with each expensive test beside a cheap one.
     pytester.makeconftest(
         """
-import os
 from properties import register
 register('layers.specs:LESSON_SPECS')
 
 def pytest_collection_finish(session):
-    with open(os.environ.get("PYTEST_XDIST_WORKER", "serial") + ".order", "w") as out:
+    # Not PYTEST_XDIST_WORKER: a serial run inherits it when the self-tests run under xdist.
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "serial")
+    with open(worker + ".order", "w") as out:
         out.write("\\n".join(item.nodeid for item in session.items))
 """
     )
