@@ -225,16 +225,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # After collection every conftest, and so every layer, is known.
     _check_selection_names(config)
     _check_something_runs(config)
-    gate_items = []
-    for item in items:
+    gate_items, gate_slots = [], []
+    for index, item in enumerate(items):
         prop = _gate_property(item)
         if prop is not None:
             item.user_properties.append((REPORT_KEY, (item.callspec.params["layer"].name, prop)))
             gate_items.append(item)
+            gate_slots.append(index)
     if hasattr(config, "workerinput"):
         # Every worker collects, and must collect the same order: reorder there only.
-        slots = [index for index, item in enumerate(items) if _gate_property(item) is not None]
-        for index, item in zip(slots, expensive_beside_cheap(gate_items)):
+        for index, item in zip(gate_slots, expensive_beside_cheap(gate_items)):
             items[index] = item
     blob = config.getoption("replay")
     if blob is not None:
