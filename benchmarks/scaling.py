@@ -5,6 +5,7 @@
     python -m benchmarks.scaling --output docs/scaling.md --section scaling-2core   # another machine's record
     python -m benchmarks.scaling --quick                    # smoke run: a few tests, -n 0 and -n 2
     python -m benchmarks.scaling --timelines DIR            # also keep every run's per-test timeline (JSON)
+    python -m benchmarks.scaling --rounds 3                 # -n 0 and -n auto three times each, interleaved: medians
 
 1. The gate (``ci`` profile, ``--devices=cpu``) runs once with ``-n 0``, each
    test's duration recorded (``benchmarks.timeline``): the serial total and
@@ -12,10 +13,13 @@
 2. It runs with ``-n auto`` under xdist's ``load``, ``worksteal`` and
    ``loadgroup`` schedulers, and with ``-n 4``, ``-n 8``, ``-n 16`` where the
    machine has that many cores.  From the timelines: each worker's fixed cost,
-   start-up (launch to its first test) and teardown (the last test to exit).
+   start-up (launch to its first test, split into process creation, import and
+   collection, and waiting) and teardown (the last test to exit).
 3. Projection for W workers: start-up + the longest-processing-time-first
    schedule of the serial durations on W workers + teardown.  Figures are one
-   run each; the exit status is 0 whatever they are.
+   run each, except that ``--rounds N`` runs ``-n 0`` and ``-n auto`` N times,
+   alternately, and reports the median run of each; the exit status is 0
+   whatever the figures are.
 """
 
 from __future__ import annotations
@@ -87,10 +91,17 @@ def _log(message: str) -> None:
 
 @dataclasses.dataclass
 class TimedRun:
-    """One gate run and, per process that ran tests, (node id, start, end) in wall-clock seconds."""
+    """One gate run and, per process that ran tests, (node id, start, end) in wall-clock seconds,
+    and when that process was created and had collected the tests (None where not known)."""
 
     run: gate.GateRun
     tests: dict[str, list[tuple[str, float, float]]]
+    phases: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The run's options as a reader knows them: ``-n auto --dist=load``."""
+        return " ".join(["-n", self.run.workers, *(o for o in self.run.extra if o.startswith("--dist"))])
 
     @property
     def workers(self) -> int:
@@ -107,17 +118,46 @@ class TimedRun:
         """The end of the last test to the exit of the whole run."""
         return self.run.ended - max(end for runs in self.tests.values() for _, _, end in runs)
 
+    def _phase(self, name: str) -> list[float] | None:
+        times = [phases.get(name) for phases in self.phases.values()]
+        return None if not times or None in times else times  # type: ignore[return-value]
+
+    def last_created(self) -> float | None:
+        """Launch to the creation of the last process that ran tests (xdist creates its workers one by one)."""
+        created = self._phase("created")
+        # max(0, ...): creation times come in clock ticks (10 ms), the launch time does not.
+        return None if created is None else max(0.0, max(created) - self.run.started)
+
+    def import_and_collect(self) -> float | None:
+        """The longest any such process took from its creation to the end of its collection
+        (Python, pytest and its plugins, torch, the catalogue, collecting)."""
+        created, collected = self._phase("created"), self._phase("collected")
+        if created is None or collected is None:
+            return None
+        return max(end - start for start, end in zip(created, collected))
+
+    def all_collected(self) -> float | None:
+        """Launch to the end of the last collection: xdist sends no test before every worker has collected."""
+        collected = self._phase("collected")
+        return None if collected is None else max(collected) - self.run.started
+
 
 def timed_gate(workers: str, extra: Sequence[str]) -> TimedRun:
     with tempfile.TemporaryDirectory(prefix="gate-timeline-") as directory:
         run = gate.gate_wall_time(workers, extra=[*extra, "-p", "benchmarks.timeline", f"--timeline={directory}"])
-        tests = {}
+        tests, phases = {}, {}
         for path in sorted(Path(directory).glob("*.json")):
             record = json.loads(path.read_text(encoding="utf-8"))
             tests[record["worker"]] = [tuple(test) for test in record["tests"]]
+            phases[record["worker"]] = {name: record.get(name) for name in ("created", "collected")}
     if not tests:
         raise SystemExit(f"`{run.command}` ran no tests ({run.summary}); is the gate collected from {gate.ROOT}?")
-    return TimedRun(run, tests)
+    return TimedRun(run, tests, phases)
+
+
+def median_run(runs: Sequence[TimedRun]) -> TimedRun:
+    """The run of median wall time (the faster of the middle two for an even count)."""
+    return sorted(runs, key=lambda timed: timed.run.seconds)[(len(runs) - 1) // 2]
 
 
 def lpt_makespan(durations: Sequence[float], workers: int) -> float:
@@ -132,8 +172,9 @@ def lpt_makespan(durations: Sequence[float], workers: int) -> float:
 @dataclasses.dataclass
 class Scaling:
     machine: str  # described before the runs (the load average then)
-    serial: TimedRun
-    parallel: list[TimedRun]  # -n auto per scheduler, then -n 4/8/16
+    serial: TimedRun  # the median of the -n 0 rounds
+    parallel: list[TimedRun]  # -n auto per scheduler (load's: the median of its rounds), then -n 4/8/16
+    rounds: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # label: every round's wall time
 
     @property
     def durations(self) -> dict[str, float]:
@@ -156,22 +197,29 @@ class Scaling:
         return self.serial.run.seconds / wall if wall else float("nan")
 
 
-def measure(*, quick: bool = False) -> Scaling:
+def measure(*, quick: bool = False, rounds: int = 1) -> Scaling:
     extra = [*GATE_OPTIONS, *(QUICK_OPTIONS if quick else ())]
     cores = os.cpu_count() or 1
     machine = report.machine()
-    _log("gate with -n 0 ...")
-    serial = timed_gate("0", extra)
-    parallel = []
-    for scheduler in SCHEDULERS[:1] if quick else SCHEDULERS:
-        workers = "2" if quick else "auto"
+    workers = "2" if quick else "auto"
+    serial_runs, reference_runs = [], []
+    # Alternate the two runs the speed-up divides, so that a drift of the machine reaches both.
+    for done in range(rounds):
+        of = f" (round {done + 1} of {rounds})" if rounds > 1 else ""
+        _log(f"gate with -n 0{of} ...")
+        serial_runs.append(timed_gate("0", extra))
+        _log(f"gate with -n {workers} --dist load{of} ...")
+        reference_runs.append(timed_gate(workers, [*extra, "--dist=load"]))
+    parallel = [median_run(reference_runs)]
+    for scheduler in () if quick else SCHEDULERS[1:]:
         _log(f"gate with -n {workers} --dist {scheduler} ...")
         parallel.append(timed_gate(workers, [*extra, f"--dist={scheduler}"]))
-    for workers in () if quick else MEASURED_WORKERS:
-        if workers <= cores and workers != parallel[0].workers:
-            _log(f"gate with -n {workers} ...")
-            parallel.append(timed_gate(str(workers), [*extra, "--dist=load"]))
-    return Scaling(machine, serial, parallel)
+    for count in () if quick else MEASURED_WORKERS:
+        if count <= cores and count != parallel[0].workers:
+            _log(f"gate with -n {count} ...")
+            parallel.append(timed_gate(str(count), [*extra, "--dist=load"]))
+    walls = {runs[0].label: [timed.run.seconds for timed in runs] for runs in (serial_runs, reference_runs)}
+    return Scaling(machine, median_run(serial_runs), parallel, walls if rounds > 1 else {})
 
 
 def _s(seconds: float) -> str:
@@ -188,13 +236,12 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
     if quick:
         gate_text += " " + " ".join(QUICK_OPTIONS) + " (**quick run: a small part of the gate**)"
 
-    measured_rows = []
+    measured_rows, start_up_rows = [], []
     for timed in (scaling.serial, *scaling.parallel):
         run = timed.run
-        label = " ".join(["-n", run.workers, *(o for o in run.extra if o.startswith("--dist"))])
         measured_rows.append(
             (
-                f"`{label}`",
+                f"`{timed.label}`",
                 timed.workers if run.workers != "0" else 0,
                 _s(run.seconds),
                 _s(run.cpu_seconds),
@@ -205,6 +252,18 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
                 run.summary,
             )
         )
+        created, imported, collected = timed.last_created(), timed.import_and_collect(), timed.all_collected()
+        start_up_rows.append(
+            (
+                f"`{timed.label}`",
+                *("—" if value is None else _s(value) for value in (created, imported, collected)),
+                _s(timed.start_up()),
+            )
+        )
+    rounds_text = "".join(
+        f" `{label}`: {', '.join(_s(wall) for wall in walls)} s in {len(walls)} rounds, the median run shown;"
+        for label, walls in scaling.rounds.items()
+    )
     slowest = sorted(durations.items(), key=lambda item: -item[1])[:8]
     slowest_rows = [(f"`{node.split('::')[-1]}`", f"{seconds:.2f}", f"{seconds / total:.1%}") for node, seconds in slowest]
 
@@ -256,7 +315,9 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
     return "\n\n".join(
         [
             machine,
-            f"Gate: `{gate_text}`, {len(durations)} tests. Each figure is one run, from launch to exit; "
+            f"Gate: `{gate_text}`, {len(durations)} tests. Each figure is one run, from launch to exit"
+            + (f" (the runs alternated:{rounds_text[:-1]})" if rounds_text else "")
+            + "; "
             "*start-up*: launch to the first test of the slowest worker to start (importing torch, collecting); "
             "*teardown*: the last test's end to exit; *test time*: the sum of the tests' durations "
             "(setup, call and teardown), which exceeds the serial total where each worker repeats first-use "
@@ -266,6 +327,17 @@ def render(scaling: Scaling, *, quick: bool = False) -> str:
                 ["command", "workers", "wall s", "CPU s", "speed-up", "start-up s", "teardown s", "test time s", "result"],
                 measured_rows,
                 "lrrrrrrrl",
+            ),
+            "### Start-up\n\n"
+            "Launch to: the creation of the last process that runs tests (xdist creates its workers one after "
+            "another); the end of the last collection (xdist's schedulers send no test before every worker has "
+            "collected); the first test of the slowest worker to start. *Import and collection*: the longest a "
+            "process took from its creation to the end of its collection (Python, pytest, torch, the catalogue). "
+            "— where the system does not say when a process was created.\n\n"
+            + report.table(
+                ["command", "last process created s", "import and collection s", "all collected s", "start-up s"],
+                start_up_rows,
+                "lrrrr",
             ),
             f"### Durations (`-n 0`)\n\nSerial total {total:.1f} s in {len(durations)} tests; the longest, "
             f"`{longest_node.split('::')[-1]}`, takes {longest:.2f} s, {share:.1%} of it. The slowest:\n\n"
@@ -291,8 +363,10 @@ def save_timelines(scaling: Scaling, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for index, timed in enumerate((scaling.serial, *scaling.parallel)):
         run = timed.run
-        record = {"command": run.command, "started": run.started, "ended": run.ended, "tests": timed.tests}
-        path = directory / f"{index:02d}-n{run.workers}{''.join(o.split('=')[-1] for o in run.extra if o.startswith('--dist'))}.json"
+        record = {
+            "command": run.command, "started": run.started, "ended": run.ended, "tests": timed.tests, "phases": timed.phases,
+        }
+        path = directory / f"{index:02d}{timed.label.replace(' ', '').replace('--dist=', '')}.json"
         path.write_text(json.dumps(record), encoding="utf-8")
     _log(f"timelines in {directory}")
 
@@ -307,21 +381,28 @@ def main(argv: list[str] | None = None) -> int:
         "one section per machine keeps each machine's record",
     )
     parser.add_argument(
+        "--rounds", type=int, default=1, metavar="N",
+        help="run -n 0 and -n auto (load) N times each, alternately, and report the median run of each (default: 1)",
+    )
+    parser.add_argument(
         "--timelines", type=Path, metavar="DIR",
         help="also save each run's timeline (every test's start and end, per worker) as JSON in DIR, for analysis",
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: give 1 or more (3 or 5: an odd count has one median run)")
     start, end = records.markers(args.section)
     if args.output:
         text = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         if start not in text or end not in text:
             parser.error(f"--output {args.output}: the markers {start} / {end} are not in it; add them where the record belongs")
     started = time.perf_counter()
-    scaling = measure(quick=args.quick)
+    scaling = measure(quick=args.quick, rounds=args.rounds)
     if args.timelines:
         save_timelines(scaling, args.timelines)
     body = render(scaling, quick=args.quick)
-    body += f"\n*`{COMMAND}{' --quick' if args.quick else ''}` took {time.perf_counter() - started:.0f} s.*\n"
+    options = f"{' --quick' if args.quick else ''}{f' --rounds {args.rounds}' if args.rounds > 1 else ''}"
+    body += f"\n*`{COMMAND}{options}` took {time.perf_counter() - started:.0f} s.*\n"
     print("## Scaling with cores\n\n" + body)
     if args.output:
         records.write_section(args.output, args.section, body)
