@@ -81,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--update-docs", action="store_true", help=f"replace the {SECTION} section of {DOCS.relative_to(gate.ROOT)}"
     )
     args = parser.parse_args(argv)
+    for path, name in ((DOCS, SECTION), (README, "timings")) if args.update_docs else ():
+        if problem := records.missing_section(path, name):
+            parser.error(f"--update-docs: {problem}")
     quick = args.quick
     args.examples = args.examples or (20 if quick else 300)
     args.rounds = args.rounds or (1 if quick else 7)

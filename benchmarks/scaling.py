@@ -391,11 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: give 1 or more (3 or 5: an odd count has one median run)")
-    start, end = records.markers(args.section)
-    if args.output:
-        text = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if start not in text or end not in text:
-            parser.error(f"--output {args.output}: the markers {start} / {end} are not in it; add them where the record belongs")
+    if args.output and (problem := records.missing_section(args.output, args.section)):
+        parser.error(f"--output {problem}")
     started = time.perf_counter()
     scaling = measure(quick=args.quick, rounds=args.rounds)
     if args.timelines:

@@ -53,12 +53,26 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
+def missing_section(path: Path, name: str) -> str | None:
+    """Why ``write_section(path, name, ...)`` would fail, or None: asked before
+    measuring, so that a wrong name or file costs no run."""
+    start, end = markers(name)
+    try:
+        content = path.read_text(encoding="utf-8")
+    except OSError as error:
+        return f"{path}: cannot read it ({error.strerror}); run from the repository root or name another file"
+    if start not in content or end not in content:
+        return f"{path}: the markers {start} / {end} are not in it; add them where the record belongs"
+    return None
+
+
 def write_section(path: Path, name: str, text: str) -> None:
     """Replace what lies between the markers ``name`` in ``path`` with ``text``."""
     start, end = markers(name)
+    problem = missing_section(path, name)
+    if problem:
+        raise SystemExit(problem)
     content = path.read_text(encoding="utf-8")
-    if start not in content or end not in content:
-        raise SystemExit(f"{path}: markers {start} / {end} not found; add them where the section belongs.")
     head, rest = content.split(start, 1)
     _, tail = rest.split(end, 1)
     path.write_text(f"{head}{start}\n{text.rstrip()}\n{end}{tail}", encoding="utf-8")

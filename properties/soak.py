@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("pytest_args", nargs="*", default=None, help="pytest arguments (default: conftest.py -n auto)")
     options = parser.parse_args(argv)
+    if options.update_docs and (problem := records.missing_section(DOCS, options.update_docs)):
+        parser.error(f"--update-docs={options.update_docs}: {problem}")
     pytest_args = options.pytest_args or ["conftest.py", "-n", "auto"]
     runs = [("soak", options.first_seed + i) for i in range(options.seeds)]
     runs += [("nightly", options.first_seed + i) for i in range(options.nightly_seeds)]

@@ -187,3 +187,18 @@ def test_a_crashing_worker_is_reported_not_hung(pytester):
     )
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*worker*crashed*"])
+
+
+def test_the_soak_refuses_a_docs_section_that_does_not_exist_before_running_anything():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-m", "properties.soak", "--seeds", "1", "--nightly-seeds", "0",
+         "--update-docs=no-such-section", "--", "conftest.py"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "<!-- no-such-section:start -->" in done.stderr and "add them where the record belongs" in done.stderr
+    assert "seed" not in done.stdout  # no run started
