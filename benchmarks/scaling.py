@@ -211,7 +211,7 @@ def measure(*, quick: bool = False, rounds: int = 1) -> Scaling:
         _log(f"gate with -n {workers} --dist load{of} ...")
         reference_runs.append(timed_gate(workers, [*extra, "--dist=load"]))
     parallel = [median_run(reference_runs)]
-    for scheduler in () if quick else SCHEDULERS[1:]:
+    for scheduler in () if quick else [s for s in SCHEDULERS if s != "load"]:
         _log(f"gate with -n {workers} --dist {scheduler} ...")
         parallel.append(timed_gate(workers, [*extra, f"--dist={scheduler}"]))
     for count in () if quick else MEASURED_WORKERS:
