@@ -94,3 +94,39 @@ CASES = [
 def test_torch_layers_pass_every_property_that_applies(spec, prop):
     # The loaded profile: ci's examples in CI, random ones under the soak command's seeds.
     check_layer(spec, [prop], settings=settings(settings.default, database=None))
+
+
+# GroupNorm needs its batch dimension: (N, C, L) only, never (C, L).
+group_norm_spec = LayerSpec(
+    name="GroupNorm",
+    module=nn.GroupNorm,
+    constructor_args=st.sampled_from([{"num_groups": 1, "num_channels": 2}, {"num_groups": 2, "num_channels": 4}]),
+    input_event_shape=lambda args: (args["num_channels"], 3),
+    batch_dims=(1, 1),
+    per_sample=True,
+    parameter_shapes=lambda args: {"weight": (args["num_channels"],), "bias": (args["num_channels"],)},
+    parameter_init={"weight": ones(), "bias": zeros()},
+)
+
+
+class _GroupNormSeeingTheBatch(nn.GroupNorm):
+    def forward(self, x):
+        return super().forward(x) + x.mean(0, keepdim=True)  # each sample's output depends on the others
+
+
+def test_samples_are_compared_only_in_shapes_the_spec_admits():
+    """GroupNorm's samples are compared as batches of one, never unbatched (the property once
+    fed it a (C, L) input and reported torch's refusal as the layer's failure); a variant
+    whose samples see each other is still caught."""
+    check_layer(group_norm_spec, ["samples_are_independent"], settings=CI_LIKE)
+    leaky = dataclasses.replace(group_norm_spec, name="GroupNormSeeingTheBatch", module=_GroupNormSeeingTheBatch)
+    with pytest.raises(AssertionError, match="as a batch of one vs in the batch"):
+        check_layer(leaky, ["samples_are_independent"], settings=CI_LIKE)
+
+
+def test_a_layer_without_second_derivatives_is_told_which_spec_field_says_so():
+    """CPU flash attention (MultiheadAttention with need_weights=False) has no double
+    backward: torch's error becomes a failure that names supports_gradgrad."""
+    claims_gradgrad = dataclasses.replace(attention_spec, supports_gradgrad=True)
+    with pytest.raises(AssertionError, match="declare supports_gradgrad=False in its spec"):
+        check_layer(claims_gradgrad, ["second_derivatives_match_finite_differences"], settings=CI_LIKE)

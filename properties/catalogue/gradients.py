@@ -121,6 +121,22 @@ def second_derivatives_match_finite_differences(case: LayerCase) -> None:
             f"{case.spec.name}: second derivatives disagree with finite differences of the gradient "
             f"({_culprit(error, labels)}): {_summary(error)}"
         ) from None
+    except RuntimeError as error:
+        if not _NO_DOUBLE_BACKWARD.search(str(error)):
+            raise
+        # torch's own word that an operation's backward has no derivative (CPU flash
+        # attention's, for one): a fact of the layer that its spec did not state.
+        raise AssertionError(
+            f"{case.spec.name}: its backward cannot be differentiated again: {str(error).splitlines()[0]}. "
+            "If the layer is not meant to have second derivatives (gradient penalties and meta-learning need "
+            "them), declare supports_gradgrad=False in its spec; otherwise it is a bug."
+        ) from None
+
+
+# What torch raises where an operation has no double backward.
+_NO_DOUBLE_BACKWARD = re.compile(
+    r"derivative for .* is not implemented|double backwards? (?:is|are) not supported|(?:does not|doesn't) support double backward"
+)
 
 
 @contextlib.contextmanager
