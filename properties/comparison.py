@@ -95,6 +95,11 @@ class Float64Twin:
     it judges; ``eps``: one ulp at 1.0 of what they round to (``rounding_step``).
     ``float64_error``: in float64, where the twin is the canonical computation
     itself, an estimate of its error (``_float64_error``); None otherwise.
+    ``moderate``: whether the input and every floating parameter and buffer
+    were at most about the square root of the accumulation dtype's range
+    (``properties.strategies.moderate_limit``), so that the squares and
+    products of two values that common layers form inside fit; beyond it a
+    kernel may overflow inside where the twin's float64 did not.
     """
 
     value: torch.Tensor
@@ -102,6 +107,7 @@ class Float64Twin:
     dtype: torch.dtype
     eps: float
     float64_error: torch.Tensor | None = None
+    moderate: bool = True
 
 
 def rounding_step(dtype: torch.dtype, device: str) -> float:

@@ -3,15 +3,18 @@ layer's float64 twin where none is declared), and comparing two outputs."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
+from hypothesis import currently_in_test_context, event
 
 from properties import tolerances
 from properties.cases import LayerCase
 from properties.comparison import Float64Twin, agreement_bound, float64_twin
 from properties.errors import SpecError
 from properties.spec import spec_call
+from properties.strategies import moderate_limit
 
 
 def reference(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> tolerances.Bounded:
@@ -53,13 +56,16 @@ def exact_output(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> t
 def float64_twin_of(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> Float64Twin:
     """``module``'s float64 twin on ``x``; a twin that cannot run is a configuration error."""
     try:
-        return float64_twin(module, x, run=case.run, seed=case.input_recipe.seed)
+        twin = float64_twin(module, x, run=case.run, seed=case.input_recipe.seed)
     except Exception as error:
         raise SpecError(
             f"LayerSpec {case.spec.name!r} declares no 'reference', so the exact output is the layer cast to "
             f"float64 (a deep copy, .to(torch.float64)); that raised {type(error).__name__}: {error}. "
             "Make the layer run in float64, or declare a 'reference'."
         ) from error
+    limit = moderate_limit(tolerances.accumulation_dtype(case.dtype))
+    held = [t for t in (x, *module.parameters(), *module.buffers()) if t.is_floating_point() and t.numel()]
+    return dataclasses.replace(twin, moderate=all(t.detach().abs().max().item() <= limit for t in held))
 
 
 class LayerRaised(AssertionError):
@@ -133,7 +139,16 @@ def assert_same_computation(
     """``actual`` computes what ``other`` (the canonical computation) does, by
     ``comparison_bound``: the spec's reference, or the float64 twin."""
     __tracebackhide__ = True
-    tolerances.assert_within_bound(actual, comparison_bound(other, expected, what=what), what=what)
+    bound = comparison_bound(other, expected, what=what)
+    if isinstance(expected, Float64Twin) and not expected.moderate and actual.shape == bound.value.shape:
+        # Beyond the moderate limit a square or a product inside may overflow, and kernels
+        # differ in what follows (BatchNorm's variance: eager gives x / sqrt(inf) = 0,
+        # inductor NaN): without a reference, only finite values are compared.
+        overflowed = ~actual.detach().cpu().isfinite()
+        if bool((overflowed & bound.representable).any()) and currently_in_test_context():
+            event("comparison: inf/NaN beyond the moderate limit, not claimed without a reference")
+        bound = dataclasses.replace(bound, representable=bound.representable & ~overflowed)
+    tolerances.assert_within_bound(actual, bound, what=what)
 
 
 def assert_identical(actual: torch.Tensor, other: torch.Tensor, *, what: str) -> None:

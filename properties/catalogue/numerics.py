@@ -167,19 +167,6 @@ def relu_is_exact(case: LayerCase) -> None:
         )
 
 
-def _moderate(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -> bool:
-    """Whether the input and every floating parameter and buffer are at most about the
-    square root of the accumulation dtype's range (``moderate_limit``).
-
-    Without a reference the layer's intermediates are unknown; at such
-    magnitudes squares and products of two values fit, which is what the
-    intermediates of common layers (normalizations, products, softmax) need.
-    """
-    limit = moderate_limit(tolerances.accumulation_dtype(case.dtype))
-    held = [t for t in (x, *module.parameters(), *module.buffers()) if t.is_floating_point() and t.numel()]
-    return all(t.detach().abs().max().item() <= limit for t in held)
-
-
 # Low precision only: float32 and float64 accumulate in themselves, so a sum
 # that overflows there has exceeded the dtype's range and no claim is made;
 # in float16/bfloat16 a correct layer accumulates in float32.  The drawn input
@@ -218,7 +205,7 @@ def finite_output(case: LayerCase, headroom_and_sign: tuple[int, bool]) -> None:
     out = forward(case, module, x)
     expected = exact_output(case, module, x)
     if isinstance(expected, Float64Twin):
-        if not _moderate(case, module, x):
+        if not expected.moderate:
             event("finite_output: a parameter beyond the moderate limit, no claim without a reference")
             return
         owed = fits(expected)
@@ -298,7 +285,7 @@ def handles_degenerate_inputs(case: LayerCase, kind: str) -> None:
     # owes (no division by an underflowed epsilon, no 0/0 float64 avoids).
     if tuple(out.shape) != tuple(expected.value.shape):
         raise AssertionError(f"{what}: output shape {tuple(out.shape)}, the float64 twin's {tuple(expected.value.shape)}")
-    if not _moderate(case, module, x):
+    if not expected.moderate:
         event("degenerate: input or parameters beyond the moderate limit, finiteness not claimed")
         return
     bad = fits(expected) & ~out.detach().cpu().isfinite()
