@@ -17,6 +17,7 @@ from torch import nn
 from properties import LayerSpec, SpecError, check_layer, registered_properties, tolerances as tol
 from properties.distributions import Uniform, ones, standard_normal, zeros
 from properties.runner import why_not_run
+from properties.spec import ExpectedFailure
 from properties.plugin import CI_EXAMPLES
 
 CI_LIKE = settings(max_examples=CI_EXAMPLES, derandomize=True, database=None, deadline=None, print_blob=True)
@@ -130,3 +131,74 @@ def test_a_layer_without_second_derivatives_is_told_which_spec_field_says_so():
     claims_gradgrad = dataclasses.replace(attention_spec, supports_gradgrad=True)
     with pytest.raises(AssertionError, match="declare supports_gradgrad=False in its spec"):
         check_layer(claims_gradgrad, ["second_derivatives_match_finite_differences"], settings=CI_LIKE)
+
+
+# Upsample: torch 2.13's meta kernel raises TypeError on an empty batch (its own bug).
+upsample_spec = LayerSpec(
+    name="Upsample",
+    module=nn.Upsample,
+    factory_kwargs=False,
+    constructor_args=st.sampled_from([{"scale_factor": 2.0, "mode": "nearest"}, {"scale_factor": 2.0, "mode": "linear"}]),
+    input_event_shape=(2, 3),
+    batch_dims=(1, 1),
+    per_sample=True,
+)
+
+
+class _UpsampleWithAFixedDeviceTensor(nn.Upsample):
+    def forward(self, x):
+        return super().forward(x) + torch.zeros(2 * x.shape[-1])  # always on the CPU
+
+
+def test_an_empty_input_on_the_meta_device_makes_no_claim():
+    """torch's meta kernels are not all written for empty tensors (nn.Upsample's raises on an
+    empty batch): no claim there; a layer that creates a tensor on a fixed device is still caught."""
+    check_layer(upsample_spec, ["runs_on_the_meta_device"], settings=CI_LIKE)
+    fixed = dataclasses.replace(upsample_spec, name="UpsampleWithAFixedDeviceTensor", module=_UpsampleWithAFixedDeviceTensor)
+    with pytest.raises(AssertionError, match="on the meta device"):
+        check_layer(fixed, ["runs_on_the_meta_device"], settings=CI_LIKE)
+
+
+# LSTM: its forward is overloaded, so torch.jit.script gives a module without forward.
+lstm_spec = LayerSpec(
+    name="LSTM",
+    module=nn.LSTM,
+    constructor_args={"input_size": 2, "hidden_size": 2, "batch_first": True},
+    input_event_shape=(3, 2),
+    batch_dims=(1, 1),
+    output=0,  # (output, (h_n, c_n))
+)
+
+
+def test_a_scripted_layer_without_forward_is_told_why_and_what_to_declare():
+    """torch.jit.script(nn.LSTM) has forward__0 and forward__1 and no forward: the failure says
+    so (not an AttributeError from the call) and how to declare it; declared, it is an xfail."""
+    unshrunk = settings(CI_LIKE, phases=[Phase.generate])  # every input fails: shrinking costs minutes
+    with pytest.raises(AssertionError, match=r"overloaded forward .* declare it an expected failure"):
+        check_layer(lstm_spec, ["matches_torchscript"], settings=unshrunk)
+    declared = dataclasses.replace(
+        lstm_spec, expected_failures=[ExpectedFailure(property="matches_torchscript", reason="overloaded forward")]
+    )
+    check_layer(declared, ["matches_torchscript"], settings=unshrunk)
+
+
+# LPPool1d raises x to the power p in the working dtype: float16 squares overflow above 256.
+lp_pool_spec = LayerSpec(
+    name="LPPool1d",
+    module=nn.LPPool1d,
+    factory_kwargs=False,
+    constructor_args={"norm_type": 2, "kernel_size": 2},
+    input_event_shape=(2, 4),
+    batch_dims=(1, 1),
+    per_sample=True,
+    accumulation="working",
+)
+
+
+def test_a_layer_computing_in_the_working_dtype_declares_it_and_gets_no_overflow_alarm():
+    """finite_output holds torch's LPPool1d, declared accumulation="working", to inputs whose
+    squares fit float16; undeclared, its overflow is reported with the field that says so."""
+    check_layer(lp_pool_spec, ["finite_output"], settings=CI_LIKE)
+    undeclared = dataclasses.replace(lp_pool_spec, accumulation="torch")
+    with pytest.raises(AssertionError, match='inf/NaN where the exact result fits .* declares accumulation="working"'):
+        check_layer(undeclared, ["finite_output"], settings=settings(CI_LIKE, phases=[Phase.generate]))

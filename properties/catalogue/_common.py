@@ -63,7 +63,7 @@ def float64_twin_of(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -
             f"float64 (a deep copy, .to(torch.float64)); that raised {type(error).__name__}: {error}. "
             "Make the layer run in float64, or declare a 'reference'."
         ) from error
-    limit = moderate_limit(tolerances.accumulation_dtype(case.dtype))
+    limit = accumulated_moderate_limit(case)
     held = [t for t in (x, *module.parameters(), *module.buffers()) if t.is_floating_point() and t.numel()]
     return dataclasses.replace(twin, moderate=all(t.detach().abs().max().item() <= limit for t in held))
 
@@ -71,6 +71,13 @@ def float64_twin_of(case: LayerCase, module: torch.nn.Module, x: torch.Tensor) -
 class LayerRaised(AssertionError):
     """The layer raised on an input its spec declares valid: a finding, reported
     by the property that ran it (``<property> failed on <layer>``)."""
+
+
+def accumulated_moderate_limit(case: LayerCase) -> float:
+    """``moderate_limit`` of the dtype the layer accumulates in, as its spec's ``accumulation``
+    says: float32's for float16 in torch's kernels, float16's own for ``"working"``."""
+    with tolerances.accumulating(case.spec.accumulation):
+        return moderate_limit(tolerances.accumulation_dtype(case.dtype))
 
 
 def call_layer(case: LayerCase, module: Any, x: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from hypothesis import event, strategies as st
 from properties import tolerances
 from properties.cases import LayerCase
 from properties.catalogue._common import (
+    accumulated_moderate_limit,
     assert_same_computation,
     comparable,
     comparison_bound,
@@ -19,7 +20,6 @@ from properties.catalogue._common import (
 from properties.comparison import Float64Twin, fits, sum_of_bounds
 from properties.registry import layer_property
 from properties.spec import spec_call
-from properties.strategies import moderate_limit
 
 
 @layer_property(family="equivalence", requires=("reference",))
@@ -175,8 +175,9 @@ def relu_is_exact(case: LayerCase) -> None:
 # non-negative (same-sign values are what makes a sum overflow; random signs
 # cancel): where overflow can happen, it does.  Without a reference the exact
 # output is the float64 twin's and the top is capped at ``moderate_limit`` of
-# the accumulation dtype (float16's whole range; 2**63 for bfloat16): only the
-# output is known to fit, not every intermediate.
+# the dtype the layer accumulates in (float32: float16's whole range, 2**63 for
+# bfloat16; float16 itself, 128, where the spec declares accumulation="working"):
+# only the output is known to fit, not every intermediate.
 @layer_property(
     family="robustness",
     dtypes=(torch.float16, torch.bfloat16),
@@ -194,7 +195,7 @@ def finite_output(case: LayerCase, headroom_and_sign: tuple[int, bool]) -> None:
         x = x.abs()
     top = torch.finfo(case.dtype).max
     if case.spec.reference is None:
-        top = min(top, moderate_limit(tolerances.accumulation_dtype(case.dtype)))
+        top = min(top, accumulated_moderate_limit(case))
     target = top / 2.0**headroom
     if case.spec.input_limit is not None:
         target = min(target, case.spec.input_limit)  # never outside the declared domain
@@ -220,6 +221,12 @@ def finite_output(case: LayerCase, headroom_and_sign: tuple[int, bool]) -> None:
             f"{case.spec.name}: {int(bad.sum())} / {out.numel()} outputs are inf/NaN where the exact result "
             f"fits {case.dtype}; at {i} (input scaled to {target:.3g}, 2**-{headroom} of the top): computed "
             f"{out[tuple(i)].item()!r}, exact {expected.value[tuple(i)].item()!r}"
+            + (
+                ". A layer that computes its intermediates in the working dtype by design (torch's LPPool1d "
+                'raises x to the power p in float16) declares accumulation="working" in its spec'
+                if case.spec.accumulation == "torch"
+                else ""
+            )
         )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import torch
+from hypothesis import event
 
 from properties.cases import LayerCase
 from properties.catalogue._common import LayerRaised, forward
@@ -44,6 +45,11 @@ def runs_on_the_meta_device(case: LayerCase) -> None:
     try:
         meta_out = forward(case, module, meta_input)
     except LayerRaised as error:
+        if x.numel() == 0:
+            # torch's own meta kernels are not all written for empty tensors (nn.Upsample's
+            # raises TypeError in torch 2.13); what this catches shows on non-empty inputs too.
+            event("runs_on_the_meta_device: raised on an empty input, no claim")
+            return
         raise AssertionError(
             f"{error} -- on the meta device. A tensor created on a fixed device, a .item()/.tolist() round trip, "
             "numpy inside forward, or a device= factory kwarg ignored?"

@@ -87,7 +87,14 @@ def _why(error: Exception) -> str:
 def _script(module: torch.nn.Module, x: torch.Tensor) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still used
-        return torch.jit.script(module)
+        scripted = torch.jit.script(module)
+    if not hasattr(scripted, "forward"):
+        # TorchScript compiles an overloaded forward only as its overloads, for scripted callers.
+        raise RuntimeError(
+            "the scripted module has no forward: an overloaded forward (as torch's nn.LSTM, nn.GRU and "
+            "nn.RNN have) is compiled only as forward__0, forward__1, ..., for other scripted code to call"
+        )
+    return scripted
 
 
 def _trace(module: torch.nn.Module, args: torch.Tensor | tuple[Any, ...]) -> Any:
