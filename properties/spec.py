@@ -206,6 +206,11 @@ class LayerSpec:
         (``"p"``): the same seed gives the same mask, eval mode is the
         identity, train mode keeps each element with probability ``1 - p``
         and scales it by ``1 / (1 - p)``.
+    ``dropout_mask_shared_along``
+        The input dims (negative: counted from the end) along which one
+        random draw keeps or drops all elements together: ``(-1,)`` for
+        ``nn.Dropout1d``, ``(-2, -1)`` for ``nn.Dropout2d`` (whole channels).
+        The dropout laws then count independent draws, not elements.
     """
 
     name: str
@@ -254,6 +259,7 @@ class LayerSpec:
     permutation_equivariant_along: tuple[int, ...] = ()
     linear_in_input: bool = False
     dropout_probability: str | None = None
+    dropout_mask_shared_along: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         def bad(field: str, problem: str, fix: str) -> SpecError:
@@ -353,6 +359,23 @@ class LayerSpec:
             raise bad(
                 "dropout_probability", f"{self.dropout_probability!r} is not an argument name",
                 "Pass the name of the constructor argument holding the drop probability, e.g. 'p'.",
+            )
+        shared = self.dropout_mask_shared_along
+        distinct_negative = all(type(d) is int and d < 0 for d in shared) and len(set(shared)) == len(shared)
+        if not (isinstance(shared, tuple) and distinct_negative):
+            raise bad(
+                "dropout_mask_shared_along", f"{shared!r} is not a tuple of distinct negative dims",
+                "Pass the trailing dims one draw covers, e.g. (-2, -1) for nn.Dropout2d, or leave it out.",
+            )
+        if shared and _is_shape(self.input_event_shape) and min(shared) < -len(self.input_event_shape):
+            raise bad(
+                "dropout_mask_shared_along", f"{shared!r} reaches beyond the input's event shape {self.input_event_shape!r}",
+                "Name trailing dims of the event shape, e.g. (-2, -1) for (C, H, W).",
+            )
+        if shared and self.dropout_probability is None:
+            raise bad(
+                "dropout_mask_shared_along", "is set without dropout_probability",
+                "Name the drop probability's constructor argument in dropout_probability too (e.g. 'p').",
             )
 
     def _check_input_domain(self, bad: Callable[[str, str, str], SpecError]) -> None:

@@ -202,3 +202,45 @@ def test_a_layer_computing_in_the_working_dtype_declares_it_and_gets_no_overflow
     undeclared = dataclasses.replace(lp_pool_spec, accumulation="torch")
     with pytest.raises(AssertionError, match='inf/NaN where the exact result fits .* declares accumulation="working"'):
         check_layer(undeclared, ["finite_output"], settings=settings(CI_LIKE, phases=[Phase.generate]))
+
+
+# Dropout2d keeps or drops whole channels: one draw per (sample, channel), shared along (H, W).
+dropout2d_spec = LayerSpec(
+    name="Dropout2d",
+    module=nn.Dropout2d,
+    factory_kwargs=False,
+    constructor_args=st.fixed_dictionaries({"p": st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0])}),
+    input_event_shape=(3, 4, 4),
+    batch_dims=(1, 1),
+    stochastic=True,
+    per_sample=True,
+    reference=lambda module, x: x,  # eval mode: the identity
+    dropout_probability="p",
+    dropout_mask_shared_along=(-2, -1),
+)
+DROPOUT_LAWS = ["same_seed_same_mask", "identity_in_eval_mode", "dropout_preserves_the_expectation"]
+
+
+def test_channel_dropout_laws_count_independent_draws_not_elements():
+    """The dropout laws once counted a channel's 16 elements as 16 draws: torch's Dropout2d
+    failed the keep-rate test and the two-seeds test. Declared, the draws are channels; a
+    layer declared so that drops elements one by one, or that is undeclared, is told."""
+    check_layer(dropout2d_spec, DROPOUT_LAWS, settings=CI_LIKE)
+    unshrunk = settings(CI_LIKE, phases=[Phase.generate])
+    elementwise = dataclasses.replace(dropout2d_spec, name="DropoutDeclaredPerChannel", module=nn.Dropout)
+    with pytest.raises(AssertionError, match="partly kept and partly dropped"):
+        check_layer(elementwise, ["dropout_preserves_the_expectation"], settings=unshrunk)
+    big_channels = dataclasses.replace(
+        dropout2d_spec, dropout_mask_shared_along=(), input_event_shape=(1, 8, 8), allows_empty=False
+    )
+    with pytest.raises(AssertionError, match="declares the dims one draw covers: dropout_mask_shared_along"):
+        check_layer(big_channels, ["dropout_preserves_the_expectation"], settings=unshrunk)
+
+
+def test_dropout_mask_shared_along_is_checked():
+    with pytest.raises(SpecError, match="dropout_mask_shared_along.*negative dims"):
+        dataclasses.replace(dropout2d_spec, dropout_mask_shared_along=(2, 3))
+    with pytest.raises(SpecError, match="beyond the input's event shape"):
+        dataclasses.replace(dropout2d_spec, dropout_mask_shared_along=(-4, -1))
+    with pytest.raises(SpecError, match="without dropout_probability"):
+        dataclasses.replace(dropout2d_spec, dropout_probability=None)

@@ -257,6 +257,29 @@ def _drop_probability(case: LayerCase) -> float:
     return float(case.constructor_args[case.spec.dropout_probability])
 
 
+def _draws(case: LayerCase, kept: torch.Tensor) -> torch.Tensor:
+    """Whether each independent draw kept its elements: one per element, or one per slice along
+    the spec's ``dropout_mask_shared_along`` (a channel of nn.Dropout2d), which must agree."""
+    shared = case.spec.dropout_mask_shared_along
+    if not shared or kept.numel() == 0:  # all() and any() of an empty slice disagree
+        return kept
+    every, some = kept.all(dim=shared), kept.any(dim=shared)
+    if bool((every != some).any()):
+        i = (every != some).nonzero()[0].tolist()
+        raise AssertionError(
+            f"{case.spec.name}: the elements at {i} along dims {shared} were partly kept and partly dropped; "
+            "the spec declares one draw for all of them (dropout_mask_shared_along)"
+        )
+    return every
+
+
+def _shared_hint(case: LayerCase) -> str:
+    return "" if case.spec.dropout_mask_shared_along else (
+        ". A layer that drops whole channels (nn.Dropout1d, nn.Dropout2d) declares the dims one draw covers: "
+        "dropout_mask_shared_along"
+    )
+
+
 def _nonzero_input(case: LayerCase) -> torch.Tensor:
     """The drawn input with zeros (which dropout keeps as zeros either way) replaced by ones."""
     x = case.make_input()
@@ -272,12 +295,13 @@ def same_seed_same_mask(case: LayerCase) -> None:
     first, again = forward(case, module, x), forward(case, module, x)
     assert_identical(first, again, what=f"{case.spec.name} twice with the same seed")
     p = _drop_probability(case)
-    if 0.1 <= p <= 0.9 and x.numel() >= 64:
+    draws = _draws(case, first != 0)
+    if 0.1 <= p <= 0.9 and draws.numel() >= 64:
         # Two seeds give equal masks with probability (p^2 + (1-p)^2)^n <= 0.82^64 < 1e-5.
         other = forward(dataclasses.replace(case, module_seed=case.module_seed + 7919), module, x)
-        assert bool(((first == 0) != (other == 0)).any()), (
-            f"{case.spec.name}: two different seeds gave the same mask over {x.numel()} elements "
-            f"(p = {p}): the mask does not come from torch's RNG"
+        assert bool((draws != _draws(case, other != 0)).any()), (
+            f"{case.spec.name}: two different seeds gave the same mask over {draws.numel()} independent draws "
+            f"(p = {p}): the mask does not come from torch's RNG" + _shared_hint(case)
         )
 
 
@@ -317,13 +341,14 @@ def dropout_preserves_the_expectation(case: LayerCase) -> None:
                 f"{case.spec.name}: a kept element is not the input times 1 / (1 - p) = {1 / (1 - p) if p < 1 else math.inf:.6g}: "
                 f"at {i} input {x64[tuple(i)].item()!r}, output {out64[tuple(i)].item()!r} (p = {p})"
             )
-        kept += int(is_kept.sum())
-        total += out64.numel()
+        draws = _draws(case, is_kept)
+        kept += int(draws.sum())
+        total += draws.numel()
         if total >= SAMPLES:
             break
     threshold = math.sqrt(math.log(2 / ALPHA) / (2 * total))
     rate = kept / total
     assert abs(rate - (1 - p)) <= threshold, (
-        f"{case.spec.name}: kept {kept} of {total} elements ({rate:.3f}), expected 1 - p = {1 - p:.3f} "
-        f"within {threshold:.3f} (Hoeffding, false-alarm rate <= {ALPHA})"
+        f"{case.spec.name}: kept {kept} of {total} independent draws ({rate:.3f}), expected 1 - p = {1 - p:.3f} "
+        f"within {threshold:.3f} (Hoeffding, false-alarm rate <= {ALPHA})" + _shared_hint(case)
     )
