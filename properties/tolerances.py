@@ -700,6 +700,11 @@ def std(a: Bounded, dim: int | Sequence[int] | None = None, *, correction: int =
 def amax(a: Bounded, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Bounded:
     """``a.amax(dim, keepdim)``: exact; 1-Lipschitz in the largest input error."""
     dims = _dims(a, dim)
+    if a.value.dim() and any(a.value.shape[d] == 0 for d in dims):
+        # torch refuses the max of nothing; its identity, -inf, makes softmax over an empty dim empty, as torch's.
+        shape = _reduce(a.value, "sum", dims, keepdim)
+        none_left_out = torch.ones_like(shape, dtype=torch.bool)
+        return Bounded(torch.full_like(shape, -math.inf), torch.zeros_like(shape), none_left_out, a.dtype, a.device)
     return Bounded(
         _reduce(a.value, "amax", dims, keepdim), _reduce(a.error, "amax", dims, keepdim),
         _all(a.representable, dims, keepdim), a.dtype, a.device,

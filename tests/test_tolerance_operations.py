@@ -288,3 +288,19 @@ def test_slope_constants_bound_the_derivative(name):
     (slope,) = torch.autograd.grad(f(t).sum(), t)
     constant = tol._SILU_SLOPE if name == "silu" else tol._GELU_SLOPE
     assert slope.abs().max().item() <= constant
+
+
+@pytest.mark.parametrize(
+    "operation, torch_op",
+    [(lambda a: tol.softmax(a, 0), lambda t: torch.softmax(t, 0)),
+     (lambda a: tol.log_softmax(a, 0), lambda t: torch.log_softmax(t, 0)),
+     (lambda a: tol.logsumexp(a, 0), lambda t: torch.logsumexp(t, 0))],
+    ids=["softmax", "log_softmax", "logsumexp"],
+)
+def test_reducing_an_empty_dim_gives_what_torch_gives(operation, torch_op):
+    """torch's softmax over an empty dim is empty and its logsumexp -inf; tol.amax once raised
+    there (torch refuses the max of nothing), which blamed the spec of nn.Softmax(dim=0)."""
+    empty = torch.empty(0, 3)
+    got, want = operation(tol.exact(empty)), torch_op(empty)
+    assert tuple(got.value.shape) == tuple(want.shape)
+    assert torch.equal(got.value.float(), want)

@@ -244,3 +244,21 @@ def test_dropout_mask_shared_along_is_checked():
         dataclasses.replace(dropout2d_spec, dropout_mask_shared_along=(-4, -1))
     with pytest.raises(SpecError, match="without dropout_probability"):
         dataclasses.replace(dropout2d_spec, dropout_probability=None)
+
+
+# Softmax over the batch dim: an empty batch is an empty softmax.
+softmax_dim0_spec = LayerSpec(
+    name="SoftmaxDim0",
+    module=nn.Softmax,
+    factory_kwargs=False,
+    constructor_args={"dim": 0},
+    input_event_shape=(3,),
+    batch_dims=(0, 2),
+    nonnegative_output=True,
+    reference=lambda module, x: tol.softmax(x, 0),
+    sums_to_one=(0,),
+)
+
+
+def test_a_reference_reducing_an_empty_dim_is_not_blamed():
+    check_layer(softmax_dim0_spec, ["matches_reference", "rows_sum_to_one", "handles_degenerate_inputs"], settings=CI_LIKE)
