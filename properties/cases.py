@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.nn.parameter import is_lazy
 
 from properties.errors import SpecError
 from properties.spec import LayerSpec, spec_call
@@ -148,7 +149,22 @@ class LayerCase:
                 f"LayerSpec {self.spec.name!r}, field 'module': calling it returned {type(module).__name__}, "
                 "not an nn.Module."
             )
+        if any(is_lazy(t) for t in (*module.parameters(), *module.buffers())):
+            self._initialize_lazy(module, factory_kwargs)
         return module
+
+    def _initialize_lazy(self, module: torch.nn.Module, factory_kwargs: Mapping[str, Any]) -> None:
+        """A lazy module (nn.LazyLinear) learns its parameters' shapes from its first call, as
+        torch's docs say: a dry run on the drawn input, RNG seeded, in eval mode (no running
+        statistics move), where the module was built."""
+        x = self.make_input()
+        if x.is_floating_point():
+            x = x.to(dtype=factory_kwargs.get("dtype", torch.get_default_dtype()))
+        x = x.to(device=factory_kwargs.get("device", "cpu"))
+        training = module.training
+        with torch.no_grad():
+            self.run(module.eval(), x)
+        module.train(training)
 
     def run(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         """The layer called on ``x`` (see ``arguments``) with torch's RNG seeded from the drawn

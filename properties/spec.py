@@ -64,7 +64,9 @@ class LayerSpec:
         Unique name; test ids and selection options use it.
     ``module``
         The class (or a factory) called as ``module(**constructor_args)``, plus
-        ``device=``/``dtype=`` when ``factory_kwargs`` is true.
+        ``device=``/``dtype=`` when ``factory_kwargs`` is true.  A lazy module
+        (``nn.LazyLinear``) is then called once on the drawn input, RNG seeded
+        and in eval mode, to give its parameters their shapes.
     ``constructor_args``
         A strategy of keyword-argument dicts, or one fixed dict.
     ``input_event_shape``

@@ -17,7 +17,9 @@ from torch import nn
 from properties import LayerSpec, SpecError, check_layer, registered_properties, tolerances as tol
 from properties.distributions import Uniform, ones, standard_normal, zeros
 from properties.runner import why_not_run
+from properties.cases import LayerCase
 from properties.spec import ExpectedFailure
+from properties.strategies import TensorRecipe
 from properties.plugin import CI_EXAMPLES
 
 CI_LIKE = settings(max_examples=CI_EXAMPLES, derandomize=True, database=None, deadline=None, print_blob=True)
@@ -262,3 +264,31 @@ softmax_dim0_spec = LayerSpec(
 
 def test_a_reference_reducing_an_empty_dim_is_not_blamed():
     check_layer(softmax_dim0_spec, ["matches_reference", "rows_sum_to_one", "handles_degenerate_inputs"], settings=CI_LIKE)
+
+
+# LazyLinear learns in_features from its first call.
+lazy_linear_spec = LayerSpec(
+    name="LazyLinear",
+    module=nn.LazyLinear,
+    constructor_args=st.fixed_dictionaries({"out_features": st.integers(1, 3)}),
+    input_event_shape=(3,),
+    per_sample=True,
+    output_event_shape=lambda args: (args["out_features"],),
+    parameter_shapes=lambda args: {"weight": (args["out_features"], 3), "bias": (args["out_features"],)},
+    parameter_init={"weight": Uniform(-1 / math.sqrt(3), 1 / math.sqrt(3)), "bias": Uniform(-1 / math.sqrt(3), 1 / math.sqrt(3))},
+)
+
+
+def test_a_lazy_layer_is_initialized_by_a_seeded_dry_run():
+    """The properties once read a lazy module's parameters before any call (uninitialized:
+    eight of them raised); now each build runs the drawn input through it once, seeded."""
+    check_layer(
+        lazy_linear_spec,
+        ["declares_its_parameters", "initialized_from_declared_distribution", "honours_factory_kwargs",
+         "gradients_match_finite_differences", "matches_torchscript", "behaves_the_same_over_time"],
+        settings=CI_LIKE,
+    )
+    recipe = TensorRecipe((4, 3), torch.float32, "cpu", "ordinary", 1.0, 0, None, (), torch.finfo(torch.float32).max)
+    case = LayerCase(lazy_linear_spec, {"out_features": 2}, recipe, module_seed=5)
+    first, again = case.build(), case.build()
+    assert torch.equal(first.weight, again.weight) and first.weight.shape == (2, 3)
