@@ -363,8 +363,9 @@ class LayerSpec:
                 "Pass the name of the constructor argument holding the drop probability, e.g. 'p'.",
             )
         shared = self.dropout_mask_shared_along
-        distinct_negative = all(type(d) is int and d < 0 for d in shared) and len(set(shared)) == len(shared)
-        if not (isinstance(shared, tuple) and distinct_negative):
+        if not (
+            isinstance(shared, tuple) and all(type(d) is int and d < 0 for d in shared) and len(set(shared)) == len(shared)
+        ):
             raise bad(
                 "dropout_mask_shared_along", f"{shared!r} is not a tuple of distinct negative dims",
                 "Pass the trailing dims one draw covers, e.g. (-2, -1) for nn.Dropout2d, or leave it out.",

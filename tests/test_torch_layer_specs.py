@@ -242,6 +242,8 @@ def test_channel_dropout_laws_count_independent_draws_not_elements():
 def test_dropout_mask_shared_along_is_checked():
     with pytest.raises(SpecError, match="dropout_mask_shared_along.*negative dims"):
         dataclasses.replace(dropout2d_spec, dropout_mask_shared_along=(2, 3))
+    with pytest.raises(SpecError, match="dropout_mask_shared_along.*negative dims"):
+        dataclasses.replace(dropout2d_spec, dropout_mask_shared_along=-1)
     with pytest.raises(SpecError, match="beyond the input's event shape"):
         dataclasses.replace(dropout2d_spec, dropout_mask_shared_along=(-4, -1))
     with pytest.raises(SpecError, match="without dropout_probability"):
