@@ -294,3 +294,24 @@ def test_a_lazy_layer_is_initialized_by_a_seeded_dry_run():
     case = LayerCase(lazy_linear_spec, {"out_features": 2}, recipe, module_seed=5)
     first, again = case.build(), case.build()
     assert torch.equal(first.weight, again.weight) and first.weight.shape == (2, 3)
+
+
+# PixelShuffle: torch 2.13's backward of an empty batch returns a gradient of the wrong shape.
+pixel_shuffle_spec = LayerSpec(
+    name="PixelShuffle",
+    module=nn.PixelShuffle,
+    factory_kwargs=False,
+    constructor_args={"upscale_factor": 2},
+    input_event_shape=(4, 2, 2),
+    batch_dims=(1, 1),
+    per_sample=True,
+    output_event_shape=(1, 4, 4),
+)
+
+
+def test_a_backward_that_raises_is_the_layers_failure_not_a_crash():
+    """torch's PixelShuffle raises in backward on an empty batch (torch's bug): reported as
+    gradient_flow's failure on the layer with the input, not as autograd's bare RuntimeError."""
+    with pytest.raises(AssertionError, match=r"gradient_flow failed on PixelShuffle: backward raised RuntimeError on a valid input \(shape \(0, 4, 2, 2\)"):
+        check_layer(pixel_shuffle_spec, ["gradient_flow"], settings=settings(CI_LIKE, phases=[Phase.generate]))
+    check_layer(dataclasses.replace(pixel_shuffle_spec, allows_empty=False), ["gradient_flow"], settings=CI_LIKE)

@@ -98,6 +98,19 @@ def call_layer(case: LayerCase, module: Any, x: torch.Tensor) -> torch.Tensor:
         ) from error
 
 
+def call_backward(case: LayerCase, out: torch.Tensor, cotangent: torch.Tensor, x: torch.Tensor) -> None:
+    """``out.backward(cotangent)`` for the layer's output on ``x``; an exception becomes
+    ``LayerRaised``: the layer's backward failed on an input its spec declares valid."""
+    __tracebackhide__ = True
+    try:
+        out.backward(cotangent)
+    except Exception as error:
+        raise LayerRaised(
+            f"{case.spec.name}: backward raised {type(error).__name__} on a valid input "
+            f"(shape {tuple(x.shape)}, {x.dtype}, {x.device.type}): {_first_line(error)}"
+        ) from error
+
+
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0][:300] if lines else ""

@@ -13,7 +13,7 @@ from torch.autograd.gradcheck import GradcheckError
 from torch.func import functional_call
 
 from properties.cases import LayerCase
-from properties.catalogue._common import call_layer
+from properties.catalogue._common import call_backward, call_layer
 from properties.registry import layer_property
 from properties.spec import spec_call
 
@@ -52,7 +52,7 @@ def gradient_flow(case: LayerCase) -> None:
     # backward reduction of ones (mean's backward sums the cotangent: 65536
     # ones exceed float16's range); 1/N sums to 1 and stays representable
     # (2**-20 is a float16 subnormal) for any input the size ladder draws.
-    out.backward(torch.full_like(out, 1.0 / max(out.numel(), 1)))
+    call_backward(case, out, torch.full_like(out, 1.0 / max(out.numel(), 1)), x)
     missing, nonfinite = [], []
     for name, parameter in [("input", x), *module.named_parameters()]:
         if not parameter.requires_grad:

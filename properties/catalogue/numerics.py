@@ -220,14 +220,18 @@ def finite_output(case: LayerCase, headroom_and_sign: tuple[int, bool]) -> None:
         raise AssertionError(
             f"{case.spec.name}: {int(bad.sum())} / {out.numel()} outputs are inf/NaN where the exact result "
             f"fits {case.dtype}; at {i} (input scaled to {target:.3g}, 2**-{headroom} of the top): computed "
-            f"{out[tuple(i)].item()!r}, exact {expected.value[tuple(i)].item()!r}"
-            + (
-                ". A layer that computes its intermediates in the working dtype by design (torch's LPPool1d "
-                'raises x to the power p in float16) declares accumulation="working" in its spec'
-                if case.spec.accumulation == "torch"
-                else ""
-            )
+            f"{out[tuple(i)].item()!r}, exact {expected.value[tuple(i)].item()!r}{_working_dtype_hint(case)}"
         )
+
+
+def _working_dtype_hint(case: LayerCase) -> str:
+    """For an overflow the float32 accumulation torch's kernels use would have avoided."""
+    if case.spec.accumulation == "working" or case.dtype not in (torch.float16, torch.bfloat16):
+        return ""
+    return (
+        ". A layer that computes in the working dtype by design (torch's LPPool1d raises x to the power p, "
+        'its Fold sums overlapping patches, in float16) declares accumulation="working" in its spec'
+    )
 
 
 def _degenerate(case: LayerCase, kind: str) -> torch.Tensor | None:
@@ -301,4 +305,5 @@ def handles_degenerate_inputs(case: LayerCase, kind: str) -> None:
         raise AssertionError(
             f"{what}: {int(bad.sum())} / {out.numel()} outputs are inf/NaN where the float64 twin's fit "
             f"{case.dtype}; at {i}: computed {out[tuple(i)].item()!r}, float64 twin {expected.value[tuple(i)].item()!r}"
+            f"{_working_dtype_hint(case)}"
         )

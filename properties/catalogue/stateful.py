@@ -27,7 +27,7 @@ import torch
 from hypothesis import event, strategies as st
 
 from properties import tolerances
-from properties.catalogue._common import assert_identical, reference
+from properties.catalogue._common import assert_identical, call_backward, reference
 from properties.cases import LayerCase
 from properties.profiles import profile_name
 from properties.registry import layer_property
@@ -316,7 +316,7 @@ class _Sequence:
             twin_out, single = self._single_gradient(twin, step, x)
             out = case.run(module, x)
             if out.requires_grad:
-                out.backward(_projection(out, step.seed))
+                call_backward(case, out, _projection(out, step.seed), x)
         what = self._after(step)
         if expected is not None:
             tolerances.assert_within_bound(
@@ -339,7 +339,7 @@ class _Sequence:
         """The output and the gradient one backward of this step gives on its own (on a fresh instance)."""
         out = self.case.run(twin, x)
         if out.requires_grad:
-            out.backward(_projection(out, step.seed))
+            call_backward(self.case, out, _projection(out, step.seed), x)
         return out.detach(), {name: p.grad for name, p in twin.named_parameters()}
 
     def _check_accumulated(self, before: Mapping[str, Any], single: Mapping[str, Any], what: str) -> None:
