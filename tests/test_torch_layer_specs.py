@@ -20,6 +20,7 @@ from properties.runner import why_not_run
 from properties.cases import LayerCase
 from properties.spec import ExpectedFailure
 from properties.strategies import TensorRecipe
+from tests.torch_zoo import ZOO
 from properties.plugin import CI_EXAMPLES
 
 CI_LIKE = settings(max_examples=CI_EXAMPLES, derandomize=True, database=None, deadline=None, print_blob=True)
@@ -315,3 +316,10 @@ def test_a_backward_that_raises_is_the_layers_failure_not_a_crash():
     with pytest.raises(AssertionError, match=r"gradient_flow failed on PixelShuffle: backward raised RuntimeError on a valid input \(shape \(0, 4, 2, 2\)"):
         check_layer(pixel_shuffle_spec, ["gradient_flow"], settings=settings(CI_LIKE, phases=[Phase.generate]))
     check_layer(dataclasses.replace(pixel_shuffle_spec, allows_empty=False), ["gradient_flow"], settings=CI_LIKE)
+
+
+@pytest.mark.parametrize("spec", ZOO, ids=[spec.name for spec in ZOO])
+def test_the_torch_zoo_stays_usable(spec):
+    """tests/torch_zoo.py runs by name only (about 20 minutes): here, in the gate, its specs are
+    still valid and each layer runs with its declared shapes, so it cannot rot unseen."""
+    check_layer(spec, ["keeps_dtype_device_and_declared_shape"], settings=settings(CI_LIKE, max_examples=5))
