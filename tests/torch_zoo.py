@@ -414,6 +414,19 @@ lazy_linear = LayerSpec(
 )
 
 
+
+def _recurrent(module):
+    """nn.RNN, nn.GRU or nn.LSTM, batch first: the output sequence is checked (not the hidden state)."""
+    return LayerSpec(
+        name=module.__name__, module=module,
+        constructor_args=st.fixed_dictionaries({"input_size": st.integers(1, 3), "hidden_size": st.integers(1, 3),
+                                                "batch_first": st.just(True)}),
+        input_event_shape=lambda a: (3, a["input_size"]), batch_dims=(1, 1), per_sample=True, output=0,
+        output_event_shape=lambda a: (3, a["hidden_size"]),
+        parameter_init=lambda a: {n: _bound(a["hidden_size"]) for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")},
+        expected_failures=[_NO_SCRIPTED_FORWARD],
+    )
+
 ZOO = [
     LayerSpec(name="Tanh", module=nn.Tanh, factory_kwargs=False, reference=lambda m, x: tol.tanh(x), per_sample=True),
     LayerSpec(name="Sigmoid", module=nn.Sigmoid, factory_kwargs=False, reference=lambda m, x: tol.sigmoid(x),
@@ -461,26 +474,8 @@ ZOO = [
         constructor_args=st.fixed_dictionaries({"kernel_size": st.integers(1, 3)}),
         input_event_shape=lambda a: (2, 4), batch_dims=(1, 1), per_sample=True,
     ),
-    LayerSpec(
-        name="GRU", module=nn.GRU,
-        constructor_args=st.fixed_dictionaries({"input_size": st.integers(1, 3), "hidden_size": st.integers(1, 3),
-                                                 "batch_first": st.just(True)}),
-        input_event_shape=lambda a: (3, a["input_size"]), batch_dims=(1, 1), per_sample=True, output=0,
-        output_event_shape=lambda a: (3, a["hidden_size"]),
-        parameter_init=lambda a: {n: _bound(a["hidden_size"]) for n in
-                                  ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")},
-        expected_failures=[_NO_SCRIPTED_FORWARD],
-    ),
-    LayerSpec(
-        name="LSTM", module=nn.LSTM,
-        constructor_args=st.fixed_dictionaries({"input_size": st.integers(1, 3), "hidden_size": st.integers(1, 3),
-                                                 "batch_first": st.just(True)}),
-        input_event_shape=lambda a: (3, a["input_size"]), batch_dims=(1, 1), per_sample=True, output=0,
-        output_event_shape=lambda a: (3, a["hidden_size"]),
-        parameter_init=lambda a: {n: _bound(a["hidden_size"]) for n in
-                                  ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")},
-        expected_failures=[_NO_SCRIPTED_FORWARD],
-    ),
+    _recurrent(nn.GRU),
+    _recurrent(nn.LSTM),
     LayerSpec(
         name="TransformerEncoderLayer", module=nn.TransformerEncoderLayer,
         constructor_args=st.fixed_dictionaries({"d_model": st.just(4), "nhead": st.sampled_from([1, 2]),
@@ -508,12 +503,7 @@ ZOO = [
               output_event_shape=(2,)),
     LayerSpec(name="LogSigmoid", module=nn.LogSigmoid, factory_kwargs=False, per_sample=True),
     LayerSpec(name="Tanhshrink", module=nn.Tanhshrink, factory_kwargs=False, per_sample=True),
-    LayerSpec(name="RNN", module=nn.RNN,
-              constructor_args=st.fixed_dictionaries({"input_size": st.integers(1, 3), "hidden_size": st.integers(1, 3),
-                                                       "batch_first": st.just(True)}),
-              input_event_shape=lambda a: (3, a["input_size"]), batch_dims=(1, 1), per_sample=True, output=0,
-              output_event_shape=lambda a: (3, a["hidden_size"]),
-              expected_failures=[_NO_SCRIPTED_FORWARD]),
+    _recurrent(nn.RNN),
     LayerSpec(name="AdaptiveAvgPool1d", module=nn.AdaptiveAvgPool1d, factory_kwargs=False,
               constructor_args={"output_size": 2}, input_event_shape=(2, 5), batch_dims=(1, 1), per_sample=True,
               output_event_shape=(2, 2)),
