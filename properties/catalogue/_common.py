@@ -93,8 +93,7 @@ def call_layer(case: LayerCase, module: Any, x: torch.Tensor) -> torch.Tensor:
         name = type(module).__name__ if isinstance(module, torch.nn.Module) else case.spec.name
         raise LayerRaised(
             f"{case.spec.name}: forward ({name}) raised {type(error).__name__} on a valid input "
-            f"(shape {tuple(x.shape)}, {x.dtype}, {x.device.type}{'' if x.is_contiguous() else ', non-contiguous'}): "
-            f"{_first_line(error)}"
+            f"({_described(x)}): {_first_line(error)}"
         ) from error
 
 
@@ -107,8 +106,12 @@ def call_backward(case: LayerCase, out: torch.Tensor, cotangent: torch.Tensor, x
     except Exception as error:
         raise LayerRaised(
             f"{case.spec.name}: backward raised {type(error).__name__} on a valid input "
-            f"(shape {tuple(x.shape)}, {x.dtype}, {x.device.type}): {_first_line(error)}"
+            f"({_described(x)}): {_first_line(error)}"
         ) from error
+
+
+def _described(x: torch.Tensor) -> str:
+    return f"shape {tuple(x.shape)}, {x.dtype}, {x.device.type}{'' if x.is_contiguous() else ', non-contiguous'}"
 
 
 def _first_line(error: BaseException) -> str:
