@@ -24,6 +24,8 @@ from tests.torch_zoo import ZOO
 from properties.plugin import CI_EXAMPLES
 
 CI_LIKE = settings(max_examples=CI_EXAMPLES, derandomize=True, database=None, deadline=None, print_blob=True)
+# For broken variants that fail on every input: shrinking such a failure can cost minutes.
+UNSHRUNK = settings(CI_LIKE, phases=[Phase.generate])
 
 # Dropout: random in train mode (the same seed gives the same mask), the identity in eval.
 dropout_spec = LayerSpec(
@@ -176,13 +178,12 @@ lstm_spec = LayerSpec(
 def test_a_scripted_layer_without_forward_is_told_why_and_what_to_declare():
     """torch.jit.script(nn.LSTM) has forward__0 and forward__1 and no forward: the failure says
     so (not an AttributeError from the call) and how to declare it; declared, it is an xfail."""
-    unshrunk = settings(CI_LIKE, phases=[Phase.generate])  # every input fails: shrinking costs minutes
     with pytest.raises(AssertionError, match=r"overloaded forward .* declare it an expected failure"):
-        check_layer(lstm_spec, ["matches_torchscript"], settings=unshrunk)
+        check_layer(lstm_spec, ["matches_torchscript"], settings=UNSHRUNK)
     declared = dataclasses.replace(
         lstm_spec, expected_failures=[ExpectedFailure(property="matches_torchscript", reason="overloaded forward")]
     )
-    check_layer(declared, ["matches_torchscript"], settings=unshrunk)
+    check_layer(declared, ["matches_torchscript"], settings=UNSHRUNK)
 
 
 # LPPool1d raises x to the power p in the working dtype: float16 squares overflow above 256.
@@ -204,7 +205,7 @@ def test_a_layer_computing_in_the_working_dtype_declares_it_and_gets_no_overflow
     check_layer(lp_pool_spec, ["finite_output"], settings=CI_LIKE)
     undeclared = dataclasses.replace(lp_pool_spec, accumulation="torch")
     with pytest.raises(AssertionError, match='inf/NaN where the exact result fits .* declares accumulation="working"'):
-        check_layer(undeclared, ["finite_output"], settings=settings(CI_LIKE, phases=[Phase.generate]))
+        check_layer(undeclared, ["finite_output"], settings=UNSHRUNK)
 
 
 # Dropout2d keeps or drops whole channels: one draw per (sample, channel), shared along (H, W).
@@ -229,15 +230,14 @@ def test_channel_dropout_laws_count_independent_draws_not_elements():
     failed the keep-rate test and the two-seeds test. Declared, the draws are channels; a
     layer declared so that drops elements one by one, or that is undeclared, is told."""
     check_layer(dropout2d_spec, DROPOUT_LAWS, settings=CI_LIKE)
-    unshrunk = settings(CI_LIKE, phases=[Phase.generate])
     elementwise = dataclasses.replace(dropout2d_spec, name="DropoutDeclaredPerChannel", module=nn.Dropout)
     with pytest.raises(AssertionError, match="partly kept and partly dropped"):
-        check_layer(elementwise, ["dropout_preserves_the_expectation"], settings=unshrunk)
+        check_layer(elementwise, ["dropout_preserves_the_expectation"], settings=UNSHRUNK)
     big_channels = dataclasses.replace(
         dropout2d_spec, dropout_mask_shared_along=(), input_event_shape=(1, 8, 8), allows_empty=False
     )
     with pytest.raises(AssertionError, match="declares the dims one draw covers: dropout_mask_shared_along"):
-        check_layer(big_channels, ["dropout_preserves_the_expectation"], settings=unshrunk)
+        check_layer(big_channels, ["dropout_preserves_the_expectation"], settings=UNSHRUNK)
 
 
 def test_dropout_mask_shared_along_is_checked():
@@ -314,7 +314,7 @@ def test_a_backward_that_raises_is_the_layers_failure_not_a_crash():
     """torch's PixelShuffle raises in backward on an empty batch (torch's bug): reported as
     gradient_flow's failure on the layer with the input, not as autograd's bare RuntimeError."""
     with pytest.raises(AssertionError, match=r"gradient_flow failed on PixelShuffle: backward raised RuntimeError on a valid input \(shape \(0, 4, 2, 2\)"):
-        check_layer(pixel_shuffle_spec, ["gradient_flow"], settings=settings(CI_LIKE, phases=[Phase.generate]))
+        check_layer(pixel_shuffle_spec, ["gradient_flow"], settings=UNSHRUNK)
     check_layer(dataclasses.replace(pixel_shuffle_spec, allows_empty=False), ["gradient_flow"], settings=CI_LIKE)
 
 
