@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
@@ -72,6 +73,28 @@ def test_the_failure_is_the_shortest_sequence_as_a_program_that_runs():
     namespace = {}
     exec(compile(program, "<the printed program>", "exec"), namespace)
     assert isinstance(namespace["module"], WarmUpMyLinear) and namespace["module"].calls == 4
+
+
+class _RaisesAfterThreeCalls(torch.nn.Module):
+    """Correct for three calls, then its forward raises (a cache that overflows, say)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, X):
+        self.calls += 1
+        if self.calls > 3:
+            raise IndexError("cache slot 3 is out of range")
+        return X - X.mean()
+
+
+def test_a_forward_that_raises_mid_sequence_is_the_layers_failure_with_its_program():
+    spec = dataclasses.replace(LESSON_SPECS[0], name="RaisesAfterThreeCalls", module=_RaisesAfterThreeCalls)
+    message = failure_of(spec, CI)
+    assert message.startswith(f"{PROPERTY} failed on RaisesAfterThreeCalls: "), message
+    assert "forward (_RaisesAfterThreeCalls) raised IndexError on a valid input" in message, message
+    assert "cache slot 3 is out of range" in message and "The sequence, as a program:" in message, message
 
 
 def test_sequences_are_bounded_by_the_profile():

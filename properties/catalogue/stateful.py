@@ -27,7 +27,7 @@ import torch
 from hypothesis import event, strategies as st
 
 from properties import tolerances
-from properties.catalogue._common import assert_identical, call_backward, reference
+from properties.catalogue._common import assert_identical, call_backward, call_layer, reference
 from properties.cases import LayerCase
 from properties.profiles import profile_name
 from properties.registry import layer_property
@@ -309,12 +309,12 @@ class _Sequence:
         twin = self._fresh() if not uses_reference or isinstance(step, Backward) else None
         if isinstance(step, Forward):
             with torch.no_grad():
-                twin_out = None if twin is None else case.run(twin, x)
-                out = case.run(module, x)
+                twin_out = None if twin is None else call_layer(case, twin, x)
+                out = call_layer(case, module, x)
         else:
             before = _snapshot({name: p.grad for name, p in module.named_parameters()})
             twin_out, single = self._single_gradient(twin, step, x)
-            out = case.run(module, x)
+            out = call_layer(case, module, x)
             if out.requires_grad:
                 call_backward(case, out, _projection(out, step.seed), x)
         what = self._after(step)
@@ -337,7 +337,7 @@ class _Sequence:
         self, twin: torch.nn.Module, step: Backward, x: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
         """The output and the gradient one backward of this step gives on its own (on a fresh instance)."""
-        out = self.case.run(twin, x)
+        out = call_layer(self.case, twin, x)
         if out.requires_grad:
             call_backward(self.case, out, _projection(out, step.seed), x)
         return out.detach(), {name: p.grad for name, p in twin.named_parameters()}
@@ -434,8 +434,8 @@ class _Sequence:
         """
         probe = self.case.make_input()
         with torch.no_grad():
-            want = self.case.run(self.module, probe)
-            got = self.case.run(successor, probe)
+            want = call_layer(self.case, self.module, probe)
+            got = call_layer(self.case, successor, probe)
         what = f"{self._after(step)}, a call on the layer's own input"
         assert_identical(got, want, what=f"{what}: the output differs from the original's (state outside the state_dict?)")
         mine = dict(self.module.named_buffers())
