@@ -576,16 +576,24 @@ def batch_norm1d(
     name: str | None = None,
     num_features: Option = st.integers(1, 6),
     affine: Option = st.booleans(),
+    eps: float = 1e-5,
 ) -> LayerSpec:
-    """``nn.BatchNorm1d`` on ``(N, C)``: batch statistics in train mode (a batch of at
-    least two), running statistics in eval mode; weight ones, bias zeros, running mean
-    zeros and variance ones at construction.  Judged against its float64 twin and
-    torch's module (no reference)."""
-    factory = _Factory("batch_norm1d", module, ("num_features",), ("affine",))
+    """``nn.BatchNorm1d`` on ``(N, C)``: ``(x - mean) / sqrt(var + eps) * weight + bias`` with
+    the batch's statistics in train mode (biased variance; a batch of at least two), the
+    running ones in eval mode; weight ones, bias zeros, running mean zeros and variance ones
+    at construction."""
+    factory = _Factory("batch_norm1d", module, ("num_features",), ("eps", "affine"))
+
+    def reference(m: nn.Module, x: tol.Bounded) -> tol.Bounded:
+        p = _parameters(m, "batch_norm1d", weight="weight", bias="bias")
+        running = [_attribute(m, n) for n in ("running_mean", "running_var")]
+        if m.training or any(r is None for r in running):  # without running statistics: the batch's
+            return tol.batch_norm(x, weight=p["weight"], bias=p["bias"], training=True, eps=eps)
+        return tol.batch_norm(x, *(tol.exact(r) for r in running), p["weight"], p["bias"], training=False, eps=eps)
 
     def torch_twin(m: nn.Module) -> nn.Module:
         a = factory.args_of(m)
-        twin = nn.BatchNorm1d(a["num_features"], affine=_attribute(m, "weight") is not None, **_placed(m))
+        twin = nn.BatchNorm1d(a["num_features"], eps=eps, affine=_attribute(m, "weight") is not None, **_placed(m))
         twin.load_state_dict(m.state_dict())
         return twin.train(m.training)
 
@@ -595,11 +603,14 @@ def batch_norm1d(
 
     return _spec(
         "batch_norm1d", factory, name,
-        constructor_args=st.fixed_dictionaries({"num_features": _drawn(num_features), "affine": _drawn(affine)}),
+        constructor_args=st.fixed_dictionaries(
+            {"num_features": _drawn(num_features), "eps": st.just(eps), "affine": _drawn(affine)}
+        ),
         input_event_shape=lambda a: (a["num_features"],),
         batch_dims=(1, 1),
         batch_sides={0: (2, 4)},  # a batch of one has no variance: torch raises in train mode
         train_eval_differ=True,
+        reference=reference,
         equivalents={"torch": torch_twin},
         parameter_init=init,
     )

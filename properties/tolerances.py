@@ -64,6 +64,7 @@ __all__ = [
     "amax",
     "amin",
     "assert_within_bound",
+    "batch_norm",
     "cast",
     "clamp",
     "conv1d",
@@ -77,6 +78,7 @@ __all__ = [
     "expm1",
     "gamma",
     "gelu",
+    "instance_norm",
     "layer_norm",
     "linear",
     "log",
@@ -788,13 +790,7 @@ def layer_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | No
         out = out * _in_compute_dtype(weight)
     if bias is not None:
         out = out + _in_compute_dtype(bias)
-    if x.value.numel() and dims:
-        # Welford's (CPU) partial terms (x - mean)(x - mean') reach 4 max|x|^2 each:
-        # no claim where n of them may overflow the compute dtype.
-        n = math.prod(x.value.shape[d] for d in dims)
-        peak = x.value.abs().amax(dim=dims, keepdim=True)
-        fits = (4 * n * peak.square() <= torch.finfo(x.dtype).max).expand_as(out.value)
-        out = dataclasses.replace(out, representable=out.representable & fits)
+    out = dataclasses.replace(out, representable=out.representable & _welford_fits(x, dims, out.value))
     return cast(out, a.dtype)
 
 
@@ -815,6 +811,73 @@ def rms_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | None
     out = cast(x * rsqrt(mean(x**2, dims, keepdim=True) + eps), a.dtype)
     return out if weight is None else out * weight
 
+
+
+def _welford_fits(x: Bounded, dims: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """Where the statistics over ``dims`` cannot overflow ``x``'s dtype (see ``layer_norm``)."""
+    if not x.value.numel() or not dims:
+        return torch.ones_like(like, dtype=torch.bool)
+    # Welford's (CPU) partial terms (x - mean)(x - mean') reach 4 max|x|^2 each:
+    # no claim where n of them may overflow the compute dtype.
+    n = math.prod(x.value.shape[d] for d in dims)
+    peak = x.value.abs().amax(dim=dims, keepdim=True)
+    return (4 * n * peak.square() <= torch.finfo(x.dtype).max).expand_as(like)
+
+
+def batch_norm(a: Bounded, running_mean: Bounded | None = None, running_var: Bounded | None = None,
+               weight: Bounded | None = None, bias: Bounded | None = None, *, training: bool,
+               eps: float = 1e-5) -> Bounded:
+    """``F.batch_norm`` over channel dim 1: ``(a - mean) / sqrt(var + eps) * weight + bias``, with
+    the batch's statistics over every other dim (biased variance) when ``training``, else the
+    running ones.
+
+    torch's CPU kernel folds it into ``a * alpha + beta`` per channel (``alpha = weight /
+    sqrt(var + eps)``, ``beta = bias - mean * alpha``) in the accumulation dtype and rounds once;
+    in training it first stores the batch mean and ``1/sqrt(var + eps)`` in the parameters'
+    dtype (``weight``'s, else ``a``'s): in bfloat16, ``u |mean| alpha`` is hundreds of ulps of an
+    output whose mean dwarfs its spread.
+    """
+    if a.value.dim() < 2:
+        raise ValueError(f"batch_norm: input of shape {tuple(a.value.shape)} has no channel dim 1 (N, C, ...)")
+    x = _in_compute_dtype(a)
+    per_channel = (1, -1) + (1,) * (a.value.dim() - 2)
+
+    def channel(p: Bounded) -> Bounded:
+        return _in_compute_dtype(p).map(lambda t: t.reshape(per_channel))
+
+    if training:
+        dims = (0, *range(2, a.value.dim()))
+        stored = weight.dtype if weight is not None else a.dtype
+        centre = mean(x, dims, keepdim=True)
+        rstd = rsqrt(var(x, dims, correction=0, keepdim=True) + eps)
+        # Stored in the parameters' dtype, read back exactly (bfloat16 -> float32 widens).
+        centre, rstd = (dataclasses.replace(cast(t, stored), dtype=x.dtype) for t in (centre, rstd))
+        fits = _welford_fits(x, dims, x.value)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm(training=False) needs running_mean and running_var")
+        centre, rstd = channel(running_mean), rsqrt(channel(running_var) + eps)
+        fits = torch.ones_like(x.value, dtype=torch.bool)
+    alpha = rstd if weight is None else rstd * channel(weight)
+    out = (x - centre) * alpha
+    # a * alpha and mean * alpha round separately (as in layer_norm's fold).
+    folded = unit_roundoff(x.dtype) * (x.value.abs() + centre.value.abs()) * (alpha.value.abs() + alpha.error)
+    out = dataclasses.replace(out, error=out.error + folded, representable=out.representable & fits)
+    if bias is not None:
+        out = out + channel(bias)
+    return cast(out, a.dtype)
+
+
+def instance_norm(a: Bounded, weight: Bounded | None = None, bias: Bounded | None = None, *,
+                  eps: float = 1e-5) -> Bounded:
+    """``F.instance_norm`` with each sample's own statistics per channel: torch computes it as
+    ``batch_norm`` of ``a`` viewed as ``(1, N * C, ...)``, ``weight`` and ``bias`` repeated N times."""
+    if a.value.dim() < 3:
+        raise ValueError(f"instance_norm: input of shape {tuple(a.value.shape)} is not (N, C, L, ...)")
+    n, c = a.value.shape[:2]
+    flat = a.map(lambda t: t.reshape(1, n * c, *t.shape[2:]))
+    weight, bias = (None if p is None else p.map(lambda t: t.repeat(n)) for p in (weight, bias))
+    return batch_norm(flat, weight=weight, bias=bias, training=True, eps=eps).map(lambda t: t.reshape(a.value.shape))
 
 # -- products and lookups -------------------------------------------------------------
 

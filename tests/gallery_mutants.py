@@ -60,6 +60,24 @@ class WholeTensorLayerNorm(nn.LayerNorm):
         return out if self.weight is None else out * self.weight + (0 if self.bias is None else self.bias)
 
 
+class UnbiasedBatchNorm(nn.BatchNorm1d):
+    """Normalizes a training batch by its unbiased variance (n - 1)."""
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        h = _upcast(x)
+        out = ((h - h.mean(0)) / torch.sqrt(h.var(0) + self.eps)).to(x.dtype)
+        return out if self.weight is None else out * self.weight + self.bias
+
+
+class BatchStatisticsInEvalBatchNorm(nn.BatchNorm1d):
+    """Normalizes with the batch's statistics in eval mode too: the running ones are never used."""
+
+    def forward(self, x):
+        return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
+
+
 class ZeroWeightLayerNorm(nn.LayerNorm):
     """Its weight initialized to zeros where ones are meant (the output starts at the bias)."""
 
@@ -217,14 +235,18 @@ class OwnGeneratorDropout(nn.Dropout):
 
 
 GALLERY_MUTANTS = [
-    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast", gallery.rms_norm(EpsOutsideSqrtRMSNorm, name="EpsOutsideSqrtRMSNorm"),
+    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast, batch statistics in eval", gallery.rms_norm(EpsOutsideSqrtRMSNorm, name="EpsOutsideSqrtRMSNorm"),
      {"matches_reference", "matches_equivalents", "invariant_to_shift_and_scale"}),
-    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast", gallery.rms_norm(NoUpcastRMSNorm, name="NoUpcastRMSNorm"),
+    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast, batch statistics in eval", gallery.rms_norm(NoUpcastRMSNorm, name="NoUpcastRMSNorm"),
      {"matches_reference", "invariant_to_shift_and_scale"}),
-    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast", gallery.layer_norm(UnbiasedLayerNorm, name="UnbiasedLayerNorm"),
+    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast, batch statistics in eval", gallery.layer_norm(UnbiasedLayerNorm, name="UnbiasedLayerNorm"),
      {"matches_reference", "matches_equivalents", "invariant_to_shift_and_scale"}),
-    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast", gallery.layer_norm(WholeTensorLayerNorm, name="WholeTensorLayerNorm"),
+    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast, batch statistics in eval", gallery.layer_norm(WholeTensorLayerNorm, name="WholeTensorLayerNorm"),
      {"matches_reference", "matches_equivalents", "samples_are_independent", "invariant_to_shift_and_scale"}),
+    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast, batch statistics in eval", gallery.batch_norm1d(UnbiasedBatchNorm, name="UnbiasedBatchNorm"),
+     {"matches_reference", "matches_equivalents"}),
+    ("normalization: epsilon outside the square root, unbiased variance, wrong dims, no float32 upcast, batch statistics in eval", gallery.batch_norm1d(BatchStatisticsInEvalBatchNorm, name="BatchStatisticsInEvalBatchNorm"),
+     {"matches_reference", "matches_equivalents"}),
     ("softmax/logsumexp: the wrong axis, no max shift", gallery.softmax(WrongAxisSoftmax, name="WrongAxisSoftmax"),
      {"matches_reference", "matches_equivalents", "samples_are_independent", "rows_sum_to_one"}),
     ("softmax/logsumexp: the wrong axis, no max shift", gallery.softmax(UnshiftedSoftmax, name="UnshiftedSoftmax"),

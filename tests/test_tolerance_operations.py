@@ -124,6 +124,31 @@ OPERATIONS = [
         ),
         sharp=(160.0, 2.0),
     ),
+    # Training: two samples of rows channels, statistics over 2n values each (one value raises).
+    Operation(
+        "batch_norm_training",
+        lambda x, y: (
+            F.batch_norm(torch.stack([x, y]), None, None, _w(x.shape[0], x), _w(x.shape[0], x, 2), training=True),
+            tol.batch_norm(Ex(torch.stack([x, y])), weight=Ex(_w(x.shape[0], x)), bias=Ex(_w(x.shape[0], x, 2)), training=True),
+        ),
+        sharp=(240.0, 2.0),  # layer_norm's over twice the length
+    ),
+    Operation(
+        "batch_norm_eval",
+        lambda x, y: (
+            F.batch_norm(x, _w(x.shape[1], x, 3), _w(x.shape[1], x, 4).abs(), _w(x.shape[1], x), None, training=False),
+            tol.batch_norm(Ex(x), Ex(_w(x.shape[1], x, 3)), Ex(_w(x.shape[1], x, 4).abs()), Ex(_w(x.shape[1], x)), training=False),
+        ),
+        sharp=(10.0, 2.0),
+    ),
+    Operation(
+        "instance_norm",
+        lambda x, y: (
+            F.instance_norm(torch.cat([x, y], -1)[None], weight=_w(x.shape[0], x), bias=_w(x.shape[0], x, 2)),
+            tol.instance_norm(Ex(torch.cat([x, y], -1)[None]), Ex(_w(x.shape[0], x)), Ex(_w(x.shape[0], x, 2))),
+        ),
+        sharp=(240.0, 2.0),
+    ),
     Operation(
         "rms_norm",
         lambda x, y: (
@@ -252,7 +277,7 @@ def test_every_public_operation_is_tested():
     covered = {"exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "gelu", "silu", "softplus", "sqrt",
                "rsqrt", "reciprocal", "abs", "relu", "clamp", "pow", "add", "subtract", "multiply", "divide",
                "where", "sum", "mean", "var", "std", "amax", "amin", "logsumexp", "softmax", "log_softmax",
-               "layer_norm", "rms_norm", "scaled_dot_product_attention", "matmul", "einsum", "linear", "conv1d", "conv2d", "embedding", "cast",
+               "layer_norm", "rms_norm", "batch_norm", "instance_norm", "scaled_dot_product_attention", "matmul", "einsum", "linear", "conv1d", "conv2d", "embedding", "cast",
                "exact"}
     operations = {name for name in tol.__all__ if callable(getattr(tol, name)) and name[0].islower()}
     helpers = {"accumulating", "accumulation_dtype", "assert_within_bound", "gamma", "unit_roundoff"}
@@ -304,3 +329,24 @@ def test_reducing_an_empty_dim_gives_what_torch_gives(operation, torch_op):
     got, want = operation(tol.exact(empty)), torch_op(empty)
     assert tuple(got.value.shape) == tuple(want.shape)
     assert torch.equal(got.value.float(), want)
+
+
+def test_batch_norm_bounds_the_statistics_torch_stores_in_the_working_dtype():
+    """torch's CPU batch_norm (and instance_norm) rounds the batch mean to bfloat16 before
+    subtracting it: 100 + N(0, 1) normalized is off by a fifth, where layer_norm's kernel
+    (statistics in float32) is not; batch_norm's bound holds, layer_norm's would be a false alarm."""
+    g = torch.Generator().manual_seed(0)
+    x = (100 + torch.randn(2, 3, 16, generator=g, dtype=torch.float64)).to(torch.bfloat16)
+    out = F.instance_norm(x)
+    tol.assert_within_bound(out, tol.instance_norm(Ex(x)))
+    tol.assert_within_bound(out, tol.batch_norm(Ex(x.reshape(1, 6, 16)), training=True).map(lambda t: t.reshape(2, 3, 16)))
+    with pytest.raises(tol.ToleranceExceeded, match="outside the error bound"):
+        tol.assert_within_bound(out, tol.layer_norm(Ex(x), (16,)))
+    tol.assert_within_bound(F.layer_norm(x, (16,)), tol.layer_norm(Ex(x), (16,)))
+
+
+def test_batch_norm_names_what_is_missing():
+    with pytest.raises(ValueError, match="needs running_mean and running_var"):
+        tol.batch_norm(Ex(torch.zeros(2, 3)), training=False)
+    with pytest.raises(ValueError, match="no channel dim 1"):
+        tol.batch_norm(Ex(torch.zeros(3)), training=True)

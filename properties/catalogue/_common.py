@@ -38,6 +38,13 @@ def _exact(value: Any) -> Any:
     return tolerances.exact(value) if isinstance(value, torch.Tensor) else value
 
 
+def compared_modes(case: LayerCase) -> tuple[str, ...]:
+    """The modes a comparison with the reference or an equivalent runs in: train and eval
+    (a layer whose modes differ can be wrong in either), eval only for a stochastic layer
+    (the reference describes eval; two random masks are never compared)."""
+    return ("eval",) if case.spec.stochastic else ("train", "eval")
+
+
 def comparable(case: LayerCase, **build: Any) -> torch.nn.Module:
     """The layer, for properties that compare two computations: in eval mode if the spec
     declares it stochastic, so that two different random masks are never compared (a

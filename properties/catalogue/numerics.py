@@ -11,6 +11,7 @@ from properties.catalogue._common import (
     accumulated_moderate_limit,
     assert_same_computation,
     comparable,
+    compared_modes,
     comparison_bound,
     exact_output,
     float64_twin_of,
@@ -28,7 +29,7 @@ def matches_reference(case: LayerCase) -> None:
     in train and in eval mode (eval only for a stochastic layer: the reference describes eval)."""
     __tracebackhide__ = True
     module, x = case.build(), case.make_input()
-    for mode in ("eval",) if case.spec.stochastic else ("train", "eval"):
+    for mode in compared_modes(case):
         module.train(mode == "train")
         out = forward(case, module, x)
         expected = reference(case, module, x)
@@ -38,26 +39,29 @@ def matches_reference(case: LayerCase) -> None:
 @layer_property(family="equivalence", requires=("equivalents",))
 def matches_equivalents(case: LayerCase) -> None:
     """The layer computes the same as each declared equivalent built from its parameters
-    (MyLinear = nn.Linear + ReLU with the weight transposed)."""
+    (MyLinear = nn.Linear + ReLU with the weight transposed), in train and in eval mode
+    (eval only for a stochastic layer)."""
     __tracebackhide__ = True
-    module, x = comparable(case), case.make_input()
-    out = forward(case, module, x)
-    expected = exact_output(case, module, x)
-    for name, make in case.spec.equivalents.items():
-        twin = spec_call(case.spec, "equivalents", make, module)
-        if isinstance(twin, torch.nn.Module):
-            twin.train(module.training)
-        got, what = forward(case, twin, x), f"{name} vs {case.spec.name}"
-        if isinstance(expected, Float64Twin):
-            # No reference: each side within its own bound of its own float64
-            # twin, and the two twins' exact values the same function.
-            both = sum_of_bounds(
-                comparison_bound(out, expected, what=what),
-                comparison_bound(got, float64_twin_of(case, twin, x), what=what),
-            )
-            tolerances.assert_within_bound(got, both, what=what)
-        else:
-            assert_same_computation(got, out, expected, what=what)
+    module, x = case.build(), case.make_input()
+    for mode in compared_modes(case):
+        module.train(mode == "train")
+        out = forward(case, module, x)
+        expected = exact_output(case, module, x)
+        for name, make in case.spec.equivalents.items():
+            twin = spec_call(case.spec, "equivalents", make, module)
+            if isinstance(twin, torch.nn.Module):
+                twin.train(module.training)
+            got, what = forward(case, twin, x), f"{name} vs {case.spec.name} ({mode} mode)"
+            if isinstance(expected, Float64Twin):
+                # No reference: each side within its own bound of its own float64
+                # twin, and the two twins' exact values the same function.
+                both = sum_of_bounds(
+                    comparison_bound(out, expected, what=what),
+                    comparison_bound(got, float64_twin_of(case, twin, x), what=what),
+                )
+                tolerances.assert_within_bound(got, both, what=what)
+            else:
+                assert_same_computation(got, out, expected, what=what)
 
 
 @layer_property(family="algebra", requires=("centering", "reference"))
