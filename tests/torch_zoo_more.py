@@ -250,7 +250,8 @@ def _cubic_coefficients(t):  # torch's get_cubic_upsample_coefficients, A = -0.7
     def far(s):  # 1 < |s| < 2
         return ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
 
-    return torch.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], -1)
+    t2 = 1 - t
+    return torch.stack([far(t + 1), near(t), near(t2), far(t2 + 1)], -1)
 
 
 def _taps(n_in, n_out, mode, align_corners, scale_factor, dtype):
@@ -290,7 +291,9 @@ def _upsample_reference(m, x):
     gathered = x.map(lambda t: t[..., ih, :][..., iw])  # (..., H_out, k, W_out, k): elements moved, exactly
     if mode in ("nearest", "nearest-exact"):
         return gathered.map(lambda t: t[..., 0, :, 0])
-    return tol.einsum("...iajb,ia,jb->...ij", gathered, tol.exact(wh, x.dtype), tol.exact(ww, x.dtype))
+    # torch interpolates each row (in the opmath dtype), then the rows: a row may overflow on its own
+    rows = tol.einsum("...iajb,jb->...iaj", gathered, tol.exact(ww, x.dtype))
+    return tol.einsum("...iaj,ia->...ij", rows, tol.exact(wh, x.dtype))
 
 
 _UPSAMPLE_ARGS = [
