@@ -51,9 +51,10 @@ def _w(n: int, like: torch.Tensor, seed: int = 1) -> torch.Tensor:
     return torch.randn(n, generator=g, dtype=torch.float64).to(like.dtype).to(like.device)
 
 
-def _conv_weight(x: torch.Tensor, ndim: int) -> torch.Tensor:
+def _conv_weight(x: torch.Tensor, ndim: int, transposed: bool = False) -> torch.Tensor:
     g = torch.Generator().manual_seed(3)
-    shape = (2, 1, 3) if ndim == 1 else (2, 1, 2, 2)
+    shape = {1: (2, 1, 3), 2: (2, 1, 2, 2), 3: (2, 1, 2, 2, 1)}[ndim]
+    shape = (shape[1], shape[0], *shape[2:]) if transposed else shape  # (C_in, C_out, *kernel)
     return torch.randn(shape, generator=g, dtype=torch.float64).to(x.dtype).to(x.device)
 
 
@@ -192,6 +193,30 @@ OPERATIONS = [
         sharp=(8.0, 2.0),
     ),
     Operation(
+        "conv3d",
+        lambda x, y: (
+            F.conv3d(x[None, None, :, :, None], _conv_weight(x, 3), padding=(1, 1, 0)),
+            tol.conv3d(Ex(x[None, None, :, :, None]), Ex(_conv_weight(x, 3)), padding=(1, 1, 0)),
+        ),
+        sharp=(8.0, 2.0),
+    ),
+    Operation(
+        "conv_transpose1d",
+        lambda x, y: (
+            F.conv_transpose1d(x[:, None], _conv_weight(x, 1, True), y[:2, 0] if y.shape[0] >= 2 else None, stride=2),
+            tol.conv_transpose1d(Ex(x[:, None]), Ex(_conv_weight(x, 1, True)), Ex(y[:2, 0]) if y.shape[0] >= 2 else None, stride=2),
+        ),
+        sharp=(8.0, 6.0),  # float16/bfloat16: the taps added in the working dtype
+    ),
+    Operation(
+        "conv_transpose2d",
+        lambda x, y: (
+            F.conv_transpose2d(x[None, None], _conv_weight(x, 2, True), stride=(1, 2), padding=(0, 1), output_padding=(0, 1)),
+            tol.conv_transpose2d(Ex(x[None, None]), Ex(_conv_weight(x, 2, True)), stride=(1, 2), padding=(0, 1), output_padding=(0, 1)),
+        ),
+        sharp=(8.0, 6.0),  # float16/bfloat16: the taps added in the working dtype
+    ),
+    Operation(
         "embedding",
         lambda x, y: (
             F.embedding(torch.arange(x.shape[0], device=x.device).flip(0), x),
@@ -277,7 +302,7 @@ def test_every_public_operation_is_tested():
     covered = {"exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "gelu", "silu", "softplus", "sqrt",
                "rsqrt", "reciprocal", "abs", "relu", "clamp", "pow", "add", "subtract", "multiply", "divide",
                "where", "sum", "mean", "var", "std", "amax", "amin", "logsumexp", "softmax", "log_softmax",
-               "layer_norm", "rms_norm", "batch_norm", "instance_norm", "scaled_dot_product_attention", "matmul", "einsum", "linear", "conv1d", "conv2d", "embedding", "cast",
+               "layer_norm", "rms_norm", "batch_norm", "instance_norm", "scaled_dot_product_attention", "matmul", "einsum", "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "embedding", "cast",
                "exact"}
     operations = {name for name in tol.__all__ if callable(getattr(tol, name)) and name[0].islower()}
     helpers = {"accumulating", "accumulation_dtype", "assert_within_bound", "gamma", "unit_roundoff"}

@@ -284,7 +284,14 @@ conv3d = LayerSpec(
                                 "bias": (a["out_channels"],)},
     parameter_init=lambda a: {"weight": _bound(a["in_channels"] * a["kernel_size"] ** 3),
                               "bias": _bound(a["in_channels"] * a["kernel_size"] ** 3)},
+    reference=lambda m, x: tol.conv3d(x, tol.exact(m.weight), tol.exact(m.bias), padding=m.padding),
 )
+
+
+def _conv_transpose_reference(m, x):
+    conv = tol.conv_transpose1d if isinstance(m, nn.ConvTranspose1d) else tol.conv_transpose2d
+    return conv(x, tol.exact(m.weight), tol.exact(m.bias), stride=m.stride, padding=m.padding,
+                output_padding=m.output_padding, groups=m.groups, dilation=m.dilation)
 
 
 def _convt2d_args():
@@ -306,6 +313,7 @@ conv_transpose2d = LayerSpec(
                                 "bias": (a["out_channels"],)},
     parameter_init=lambda a: {"weight": _bound(a["out_channels"] * a["kernel_size"] ** 2),
                               "bias": _bound(a["out_channels"] * a["kernel_size"] ** 2)},
+    reference=_conv_transpose_reference,
 )
 
 # ---------------------------------------------------------------- normalization
@@ -495,6 +503,7 @@ ZOO = [
         constructor_args=st.fixed_dictionaries({"in_channels": st.integers(1, 3), "out_channels": st.integers(1, 3),
                                                  "kernel_size": st.integers(1, 3)}),
         input_event_shape=lambda a: (a["in_channels"], 4), batch_dims=(1, 1), per_sample=True,
+        reference=_conv_transpose_reference,
     ),
     LayerSpec(
         name="PReLU", module=nn.PReLU, parameter_shapes=lambda a: {"weight": (1,)},
