@@ -81,15 +81,18 @@ class LayerCase:
         """How many leading dimensions of ``x`` are batch dimensions."""
         return x.dim() - len(self.spec.event_shape(self.constructor_args))
 
-    def arguments(self, x: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def arguments(self, x: Any, *, float_dtype: torch.dtype | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """How the layer is called on main input ``x``: ``spec.inputs``, or ``(x,), {}``.
 
         Further tensors come from the example's seed (see ``LayerSpec.inputs``),
-        on ``x``'s device, so every call of the same case makes the same ones.
+        on ``x``'s device, so every call of the same case makes the same ones;
+        floating ones in ``x``'s dtype, or where ``x`` holds indices in
+        ``float_dtype`` (the layer's: the case's dtype unless the module was moved).
         """
         if self.spec.inputs is None:
             return (x,), {}
-        made = spec_call(self.spec, "inputs", self.spec.inputs, self.constructor_args, x, _Maker(self, x))
+        maker = _Maker(self, x, float_dtype or self.dtype)
+        made = spec_call(self.spec, "inputs", self.spec.inputs, self.constructor_args, x, maker)
         if not (isinstance(made, tuple) and len(made) == 2 and isinstance(made[1], Mapping)):
             raise SpecError(
                 f"LayerSpec {self.spec.name!r}, field 'inputs' returned {type(made).__name__}; "
@@ -193,8 +196,8 @@ class _Maker:
     """``make(shape, dtype=None, low=0, high=2)`` for ``LayerSpec.inputs``: further tensors
     from the example's seed, in the main input's value regime, on its device."""
 
-    def __init__(self, case: LayerCase, x: torch.Tensor) -> None:
-        self.case, self.x, self.count = case, x, 0
+    def __init__(self, case: LayerCase, x: torch.Tensor, float_dtype: torch.dtype) -> None:
+        self.case, self.x, self.float_dtype, self.count = case, x, float_dtype, 0
 
     def __call__(self, shape: Any, dtype: torch.dtype | None = None, low: int = 0, high: int = 2) -> torch.Tensor:
         self.count += 1
@@ -202,7 +205,7 @@ class _Maker:
         seed = (main.seed * 1_000_003 + self.count) % 2**62
         shape = tuple(int(v) for v in shape)
         if dtype is None:
-            dtype = self.x.dtype if self.x.is_floating_point() else self.case.dtype
+            dtype = self.x.dtype if self.x.is_floating_point() else self.float_dtype
         if not dtype.is_floating_point:
             values = torch.randint(low, high, shape, generator=torch.Generator().manual_seed(seed))
             values = values.bool() if dtype == torch.bool else values.to(dtype)

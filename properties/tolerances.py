@@ -512,14 +512,16 @@ def log1p(a: Bounded) -> Bounded:
 
 
 def tanh(a: Bounded) -> Bounded:
-    """``tanh(a)``: ``|f'| = 1 - tanh(t)**2``, largest at the ``t`` nearest zero."""
-    return _library(a, "tanh", a.value.tanh(), 1 - _nearest_to_zero(a).tanh() ** 2)
+    """``tanh(a)``: ``|f'| = 1 - tanh(t)**2 = 1 / cosh(t)**2``, largest at the ``t`` nearest zero
+    (the cosh form: ``1 - tanh**2`` is 0 in float64 from ``|t| = 19`` and drops the inherited error)."""
+    return _library(a, "tanh", a.value.tanh(), _nearest_to_zero(a).cosh().reciprocal() ** 2)
 
 
 def sigmoid(a: Bounded) -> Bounded:
-    """``1 / (1 + exp(-a))``: ``|f'| = s (1 - s)``, largest at the ``t`` nearest zero."""
-    s = _nearest_to_zero(a).sigmoid()
-    return _library(a, "sigmoid", a.value.sigmoid(), s * (1 - s))
+    """``1 / (1 + exp(-a))``: ``|f'| = s(t) s(-t)``, largest at the ``t`` nearest zero (not
+    ``s (1 - s)``: that is 0 in float64 from ``|t| = 37``, where the result is ``exp(t)``)."""
+    m = _nearest_to_zero(a)
+    return _library(a, "sigmoid", a.value.sigmoid(), m.sigmoid() * (-m).sigmoid())
 
 
 def erf(a: Bounded) -> Bounded:

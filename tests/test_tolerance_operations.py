@@ -375,3 +375,14 @@ def test_batch_norm_names_what_is_missing():
         tol.batch_norm(Ex(torch.zeros(2, 3)), training=False)
     with pytest.raises(ValueError, match="no channel dim 1"):
         tol.batch_norm(Ex(torch.zeros(3)), training=True)
+
+
+@pytest.mark.parametrize("f, t, e", [("sigmoid", -59.7, 1.07e-5), ("sigmoid", 40.0, 4.0), ("tanh", 25.0, 10.0)])
+def test_a_saturated_function_still_carries_its_arguments_error(f, t, e):
+    """sigmoid's slope s (1 - s) is 0 in float64 from |t| = 37 (tanh's 1 - tanh**2 from 19): the
+    error carried in from a computed argument was dropped (nn.LSTMCell's output gate at -59.7)."""
+    arg = tol.Bounded(torch.tensor([t], dtype=torch.float64), torch.tensor([e], dtype=torch.float64),
+                      torch.tensor([True]), torch.float64)
+    bound = getattr(tol, f)(arg)
+    moved = getattr(torch, f)(torch.tensor([t - e], dtype=torch.float64))  # an argument the bound allows
+    assert (moved - bound.value).abs().item() <= bound.error.item()

@@ -20,6 +20,7 @@ from properties.runner import why_not_run
 from properties.cases import LayerCase
 from properties.spec import ExpectedFailure
 from properties.strategies import TensorRecipe
+from tests import torch_zoo_more as more
 from tests.torch_zoo import ZOO
 from properties.plugin import CI_EXAMPLES
 
@@ -318,8 +319,44 @@ def test_a_backward_that_raises_is_the_layers_failure_not_a_crash():
     check_layer(dataclasses.replace(pixel_shuffle_spec, allows_empty=False), ["gradient_flow"], settings=CI_LIKE)
 
 
-@pytest.mark.parametrize("spec", ZOO, ids=[spec.name for spec in ZOO])
+@pytest.mark.parametrize("spec", [*ZOO, *more.ZOO], ids=[spec.name for spec in [*ZOO, *more.ZOO]])
 def test_the_torch_zoo_stays_usable(spec):
-    """tests/torch_zoo.py runs by name only (about 20 minutes): here, in the gate, its specs are
+    """tests/torch_zoo.py and torch_zoo_more.py run by name only (about 20 and 15 minutes): here, in the gate, their specs are
     still valid and each layer runs with its declared shapes, so it cannot rot unseen."""
     check_layer(spec, ["keeps_dtype_device_and_declared_shape"], settings=settings(CI_LIKE, max_examples=5))
+
+
+def test_an_exact_result_beyond_the_dtype_is_no_claim_for_finite_output():
+    """KLDivLoss(log_target=True) computes exp(target) * (target - input): where exp(target)
+    overflows even in float64 the exact result is inf, and finite_output once owed a finite one."""
+    check_layer(more.kl_div_loss, ["finite_output"], settings=CI_LIKE)
+
+
+def test_a_tuple_argument_is_sliced_with_the_batch():
+    """nn.LSTMCell(x, (h, c)): samples_are_independent once sliced x but passed (h, c) whole, so a
+    single sample met a batch of states (torch raised, or crashed where N == hidden_size)."""
+    check_layer(more.lstm_cell, ["samples_are_independent"], settings=CI_LIKE)
+
+
+def test_further_inputs_move_to_float64_with_the_layer():
+    """EmbeddingBag(indices, per_sample_weights=w): after .to(float64), w was still made in
+    float32 (the case's dtype) and torch rightly refused the mix."""
+    check_layer(more.embedding_bag_weighted, ["tensors_are_registered"], settings=CI_LIKE)
+
+
+def test_the_stateful_reference_sees_the_state_after_the_call():
+    """spectral_norm's train-mode call advances its power iteration, then uses it: the
+    reference from the state before the call was off by 1e-12 in float64 (matches_reference
+    takes the state after the call; both now do)."""
+    check_layer(more.spectral_norm_linear, ["behaves_the_same_over_time", "matches_reference"], settings=CI_LIKE)
+
+
+def test_a_constructor_that_fails_on_the_meta_device_is_the_layers_failure():
+    """torch's orthogonal() cannot be built with device="meta": that is the layer's failure
+    (declarable), not a SpecError, since the spec builds it on the CPU."""
+    undeclared = dataclasses.replace(more.orthogonal_linear, expected_failures=[])
+    for prop in ("runs_on_the_meta_device", "honours_factory_kwargs"):
+        with pytest.raises(AssertionError, match=r"its constructor raised RuntimeError with device='meta'") as failure:
+            check_layer(undeclared, [prop], settings=UNSHRUNK)
+        assert not isinstance(failure.value, SpecError)
+    check_layer(more.orthogonal_linear, ["runs_on_the_meta_device", "honours_factory_kwargs"], settings=CI_LIKE)

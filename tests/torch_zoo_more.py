@@ -21,7 +21,8 @@ from torch.nn.utils import parametrizations
 from properties import LayerSpec, check_layer, registered_properties, tolerances as tol
 from properties.distributions import ones, standard_normal, zeros
 from properties.runner import why_not_run
-from tests.torch_zoo import _bound, _opmath_scalar, _pad_bounded, _pool_out
+from properties.spec import ExpectedFailure
+from tests.torch_zoo import _batch_norm_reference, _bound, _opmath_scalar, _pad_bounded, _pool_out
 
 
 def _with_target(a, x, make):  # a loss called as loss(input, target), the target of the input's shape
@@ -219,13 +220,26 @@ avgpool3d = LayerSpec(
     dtypes=(torch.float32, torch.float64),  # torch 2.13: CPU avg_pool3d has no float16/bfloat16 kernel
 )
 
+def _adaptive_out(a, sides=(4, 5)):
+    size = a["output_size"]
+    return (size,) * 2 if isinstance(size, int) else tuple(n if s is None else s for s, n in zip(size, sides))
+
+
 adaptive_max_pool2d = LayerSpec(
     name="AdaptiveMaxPool2d", module=nn.AdaptiveMaxPool2d, factory_kwargs=False,
-    constructor_args=st.sampled_from([{"output_size": (2, 3)}, {"output_size": 1}, {"output_size": (3, None)},
-                                      {"output_size": (4, 5)}]),
+    constructor_args=st.sampled_from([{"output_size": (2, 3)}, {"output_size": 1}, {"output_size": (4, 5)}]),
     input_event_shape=(2, 4, 5), batch_dims=(0, 1), per_sample=True,
-    output_event_shape=lambda a: (2,) + ((a["output_size"],) * 2 if isinstance(a["output_size"], int) else
-                                         tuple(n if s is None else s for s, n in zip(a["output_size"], (4, 5)))),
+    output_event_shape=lambda a: (2, *_adaptive_out(a)),
+)
+
+# None keeps that side's input size
+adaptive_max_pool2d_none = LayerSpec(
+    name="AdaptiveMaxPool2dNoneSide", module=nn.AdaptiveMaxPool2d, factory_kwargs=False,
+    constructor_args=st.sampled_from([{"output_size": (3, None)}, {"output_size": (None, 2)}]),
+    input_event_shape=(2, 4, 5), batch_dims=(0, 1), per_sample=True,
+    output_event_shape=lambda a: (2, *_adaptive_out(a)),
+    # torch: scripted, F.adaptive_max_pool2d takes int[2]: "found type 'Tuple[int, NoneType]'"
+    expected_failures=[ExpectedFailure(property="matches_torchscript", reason="output_size with None does not script")],
 )
 
 # return_indices=True: (values, indices); the values are checked
@@ -241,7 +255,12 @@ maxpool2d_indices = LayerSpec(
 
 
 # ---------------------------------------------------------------- upsampling (2-d)
-def _cubic_coefficients(t):  # torch's get_cubic_upsample_coefficients, A = -0.75
+def _stack(parts):  # Bounded values side by side along a new last dim
+    return tol.Bounded(*(torch.stack([getattr(p, f) for p in parts], -1) for f in ("value", "error", "representable")),
+                       parts[0].dtype, parts[0].device)
+
+
+def _cubic_coefficients(t):  # torch's get_cubic_upsample_coefficients (A = -0.75), each step rounded in t's dtype
     a = -0.75
 
     def near(s):  # |s| <= 1
@@ -251,18 +270,19 @@ def _cubic_coefficients(t):  # torch's get_cubic_upsample_coefficients, A = -0.7
         return ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
 
     t2 = 1 - t
-    return torch.stack([far(t + 1), near(t), near(t2), far(t2 + 1)], -1)
+    return _stack([far(t + 1), near(t), near(t2), far(t2 + 1)])
 
 
 def _taps(n_in, n_out, mode, align_corners, scale_factor, dtype):
-    """Source indices (n_out, k) and weights (n_out, k) of one axis, computed as torch's CPU kernels
-    compute them (in the opmath dtype: float32 for float16/bfloat16/float32, float64 for float64)."""
+    """Source indices (n_out, k) and weights (n_out, k, Bounded) of one axis. The source coordinate is
+    computed as torch's CPU kernels compute it, in the opmath dtype (float32 for float16/bfloat16/float32,
+    float64 for float64); the weights from it with tol's operations in that dtype (torch's kernels evaluate
+    the cubic coefficients in their own order: a bound, not a bit-exact replica)."""
     dst = torch.arange(n_out, dtype=dtype)
     if mode in ("nearest", "nearest-exact"):  # float scale, as torch's nearest_idx
         scale = torch.tensor(1 / scale_factor if scale_factor else n_in / n_out, dtype=torch.float32)
         src = dst.float() * scale if mode == "nearest" else (dst.float() + 0.5) * scale
-        index = src.floor().long().clamp_max(n_in - 1)
-        return index[:, None], torch.ones(n_out, 1, dtype=dtype)
+        return src.floor().long().clamp_max(n_in - 1)[:, None], None
     if align_corners:
         scale = torch.tensor((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0, dtype=dtype)
         src = scale * dst
@@ -271,12 +291,11 @@ def _taps(n_in, n_out, mode, align_corners, scale_factor, dtype):
         src = scale * (dst + 0.5) - 0.5
         if mode == "bilinear":
             src = src.clamp_min(0)
-    index = src.floor().long().clamp_max(n_in - 1)  # guard_index_and_lambda
-    t = (src - index.to(dtype)).clamp(0, 1)
-    if mode == "bilinear":
-        return torch.stack([index, (index + 1).clamp_max(n_in - 1)], -1), torch.stack([1 - t, t], -1)  # src >= 0 here
-    offsets = torch.arange(-1, 3)
-    return (index[:, None] + offsets).clamp(0, n_in - 1), _cubic_coefficients(t)
+    index = src.floor().long().clamp_max(n_in - 1)  # guard_index_and_lambda (not clamped at 0: cubic)
+    t = tol.exact((src - index.to(dtype)).clamp(0, 1))
+    if mode == "bilinear":  # src >= 0 here
+        return torch.stack([index, (index + 1).clamp_max(n_in - 1)], -1), _stack([1 - t, t])
+    return (index[:, None] + torch.arange(-1, 3)).clamp(0, n_in - 1), _cubic_coefficients(t)
 
 
 def _upsample_reference(m, x):
@@ -291,18 +310,11 @@ def _upsample_reference(m, x):
     gathered = x.map(lambda t: t[..., ih, :][..., iw])  # (..., H_out, k, W_out, k): elements moved, exactly
     if mode in ("nearest", "nearest-exact"):
         return gathered.map(lambda t: t[..., 0, :, 0])
+    if mode == "bicubic":  # torch's CPU kernel stores the cubic coefficients in the working dtype
+        wh, ww = tol.cast(wh, x.dtype), tol.cast(ww, x.dtype)
     # torch interpolates each row (in the opmath dtype), then the rows: a row may overflow on its own
-    rows = tol.einsum("...iajb,jb->...iaj", gathered, tol.exact(ww, x.dtype))
-    return tol.einsum("...iaj,ia->...ij", rows, tol.exact(wh, x.dtype))
-
-
-_UPSAMPLE_ARGS = [
-    {"scale_factor": 2.0, "mode": "bilinear", "align_corners": False},
-    {"size": (5, 7), "mode": "bilinear", "align_corners": True},
-    {"scale_factor": 2.0, "mode": "bicubic", "align_corners": False},
-    {"size": (4, 6), "mode": "bicubic", "align_corners": True},
-    {"scale_factor": 3.0, "mode": "nearest-exact"},
-]
+    rows = tol.einsum("...iajb,jb->...iaj", gathered, ww)
+    return tol.einsum("...iaj,ia->...ij", rows, wh)
 
 
 def _upsampled(a, sides=(3, 4)):
@@ -312,7 +324,12 @@ def _upsampled(a, sides=(3, 4)):
 
 
 upsample2d = LayerSpec(
-    name="Upsample2d", module=nn.Upsample, factory_kwargs=False, constructor_args=st.sampled_from(_UPSAMPLE_ARGS),
+    name="Upsample2d", module=nn.Upsample, factory_kwargs=False,
+    constructor_args=st.sampled_from([{"scale_factor": 2.0, "mode": "bilinear", "align_corners": False},
+                                      {"size": (5, 7), "mode": "bilinear", "align_corners": True},
+                                      {"scale_factor": 2.0, "mode": "bicubic", "align_corners": False},
+                                      {"size": (4, 6), "mode": "bicubic", "align_corners": True},
+                                      {"scale_factor": 3.0, "mode": "nearest-exact"}]),
     input_event_shape=(2, 3, 4), batch_dims=(1, 1), per_sample=True, linear_in_input=True,
     output_event_shape=lambda a: (2, *_upsampled(a)), reference=_upsample_reference,
 )
@@ -419,31 +436,27 @@ conv1d_same = LayerSpec(
 
 
 # ---------------------------------------------------------------- normalization
-def _batch_norm1d_reference(m, x):
-    """(N, C) or (N, C, L): batch statistics in train mode, running ones in eval, per channel."""
-    xc = x.map(lambda t: t.movedim(1, 0))  # channels first
-    if m.training or not m.track_running_stats:
-        out = tol.layer_norm(xc, tuple(xc.shape[1:]), eps=m.eps)
-    else:
-        shape = (-1,) + (1,) * (xc.value.dim() - 1)
-        alpha = tol.rsqrt(tol.exact(m.running_var).map(lambda t: t.reshape(shape)) + m.eps)
-        out = xc * alpha - tol.exact(m.running_mean).map(lambda t: t.reshape(shape)) * alpha  # torch's fold
-    if m.affine:
-        shape = (-1,) + (1,) * (xc.value.dim() - 1)
-        out = out * tol.exact(m.weight).map(lambda t: t.reshape(shape)) + tol.exact(m.bias).map(lambda t: t.reshape(shape))
-    return out.map(lambda t: t.movedim(0, 1))
+batch_norm1d_no_affine = LayerSpec(
+    name="BatchNorm1dNoAffine", module=nn.BatchNorm1d,
+    constructor_args=st.fixed_dictionaries({"num_features": st.integers(1, 3), "affine": st.just(False)}),
+    input_event_shape=lambda a: (a["num_features"], 2), batch_dims=(1, 1), batch_sides={0: (1, 3)},
+    train_eval_differ=True, parameter_shapes=lambda a: {},
+    parameter_init={"running_mean": zeros(), "running_var": ones()},
+    reference=_batch_norm_reference,
+)
 
-
-batch_norm1d = LayerSpec(
-    name="BatchNorm1dVariants", module=nn.BatchNorm1d,
-    constructor_args=st.fixed_dictionaries({"num_features": st.integers(1, 3)}).flatmap(
-        lambda a: st.sampled_from([{**a, "affine": False}, {**a, "momentum": None}])),
+# momentum=None: running statistics are the cumulative average, 1 / num_batches_tracked per call
+batch_norm1d_cumulative = LayerSpec(
+    name="BatchNorm1dCumulative", module=nn.BatchNorm1d,
+    constructor_args=st.fixed_dictionaries({"num_features": st.integers(1, 3), "momentum": st.just(None)}),
     input_event_shape=lambda a: (a["num_features"], 2), batch_dims=(1, 1), batch_sides={0: (1, 3)},
     train_eval_differ=True,
-    parameter_shapes=lambda a: {} if a.get("affine") is False else {"weight": (a["num_features"],), "bias": (a["num_features"],)},
-    parameter_init=lambda a: {"running_mean": zeros(), "running_var": ones()}
-    | ({} if a.get("affine") is False else {"weight": ones(), "bias": zeros()}),
-    reference=_batch_norm1d_reference,
+    parameter_shapes=lambda a: {"weight": (a["num_features"],), "bias": (a["num_features"],)},
+    parameter_init={"weight": ones(), "bias": zeros(), "running_mean": zeros(), "running_var": ones()},
+    reference=_batch_norm_reference,
+    # torch: forward computes 1.0 / float(self.num_batches_tracked), a .item() the meta device cannot do
+    expected_failures=[ExpectedFailure(property="runs_on_the_meta_device",
+                                       reason="momentum=None reads float(num_batches_tracked): .item() on a meta tensor")],
 )
 
 batch_norm3d = LayerSpec(
@@ -453,6 +466,7 @@ batch_norm3d = LayerSpec(
     train_eval_differ=True,
     parameter_shapes=lambda a: {"weight": (a["num_features"],), "bias": (a["num_features"],)},
     parameter_init={"weight": ones(), "bias": zeros(), "running_mean": zeros(), "running_var": ones()},
+    reference=_batch_norm_reference,
 )
 
 rms_norm_plain = LayerSpec(
@@ -477,6 +491,9 @@ embedding_padding = LayerSpec(
     output_event_shape=lambda a: (a["embedding_dim"],), per_sample=True,
     parameter_shapes=lambda a: {"weight": (a["num_embeddings"], a["embedding_dim"])},
     reference=lambda m, idx: tol.embedding(idx.value.long(), tol.exact(m.weight)),
+    # torch (documented): the padding row gets no gradient, although the output reads it
+    expected_failures=[ExpectedFailure(property="gradients_match_finite_differences",
+                                       reason="padding_idx: torch zeroes the padding row's gradient by design")],
 )
 
 
@@ -496,6 +513,16 @@ embedding_max_norm = LayerSpec(
     parameter_shapes=lambda a: {"weight": (a["num_embeddings"], a["embedding_dim"])},
     parameter_init={"weight": standard_normal()},
     reference=_max_norm_reference,
+    expected_failures=[
+        # torch (documented): the renormalization is done in place under no_grad, outside autograd
+        ExpectedFailure(property="gradients_match_finite_differences",
+                        reason="max_norm: the in-place renormalization is not differentiated"),
+        ExpectedFailure(property="behaves_the_same_over_time", reason="max_norm: a call changes the weight in place"),
+        # in float16/bfloat16 a renormalized row may still round to a norm above max_norm: the next call scales it again
+        *(ExpectedFailure(property=p, dtypes=(torch.float16, torch.bfloat16),
+                          reason="max_norm: renormalizing is not idempotent in low precision")
+          for p in ("is_deterministic", "survives_serialization", "train_and_eval_agree")),
+    ],
 )
 
 embedding_bag_weighted = LayerSpec(
@@ -513,6 +540,10 @@ embedding_bag_weighted = LayerSpec(
 
 
 # ---------------------------------------------------------------- parametrized and composed modules
+# torch.jit.script cannot compile parametrized modules (parametrize's property and comprehensions)
+_NOT_SCRIPTABLE = ExpectedFailure(property="matches_torchscript", reason="parametrized modules do not script")
+
+
 def _weight_norm_linear(in_features, out_features, device=None, dtype=None):
     return parametrizations.weight_norm(nn.Linear(in_features, out_features, device=device, dtype=dtype))
 
@@ -534,6 +565,13 @@ weight_norm_linear = LayerSpec(
     # original1 is Linear's weight; original0 its row norms (no distribution of its own)
     parameter_init=lambda a: {"parametrizations.weight.original1": _bound(a["in_features"]), "bias": _bound(a["in_features"])},
     reference=_weight_norm_reference,
+    expected_failures=[
+        _NOT_SCRIPTABLE,
+        # torch 2.13 bug: torch._weight_norm's double backward disagrees with finite differences on the
+        # CPU (gradgradcheck of the same formula written as v * (g / v.norm(dim=1, keepdim=True)) passes)
+        ExpectedFailure(property="second_derivatives_match_finite_differences",
+                        reason="torch._weight_norm's double backward is wrong (CPU, torch 2.13)"),
+    ],
 )
 
 
@@ -557,6 +595,15 @@ spectral_norm_linear = LayerSpec(
                                 "bias": (a["out_features"],)},
     parameter_init=lambda a: {"parametrizations.weight.original": _bound(a["in_features"]), "bias": _bound(a["in_features"])},
     reference=_spectral_norm_reference,
+    expected_failures=[
+        _NOT_SCRIPTABLE,
+        # torch (by design): every train-mode call runs a power iteration on the buffers u, v (under no_grad)
+        # and then uses them, so two calls of one instance differ until u, v have converged, and autograd
+        # holds u, v constant where finite differences see them move
+        *(ExpectedFailure(property=p, reason="spectral_norm: each train-mode call updates u, v, which the output uses")
+          for p in ("is_deterministic", "ignores_memory_layout", "survives_serialization",
+                    "gradients_match_finite_differences", "second_derivatives_match_finite_differences")),
+    ],
 )
 
 
@@ -569,6 +616,15 @@ orthogonal_linear = LayerSpec(
     constructor_args=st.fixed_dictionaries({"features": st.integers(1, 3)}),
     input_event_shape=lambda a: (a["features"],), per_sample=True,
     parameter_shapes=lambda a: {"parametrizations.weight.original": (a["features"],) * 2, "bias": (a["features"],)},
+    # torch 2.13 bug: built in float16/bfloat16, right_inverse's geqrf raises NotImplementedError, which
+    # register_parametrization takes for "no right_inverse": base stays None and forward raises TypeError
+    dtypes=(torch.float32, torch.float64),
+    expected_failures=[
+        _NOT_SCRIPTABLE,
+        # torch: orthogonal's right_inverse calls torch.allclose, an .item() the meta device cannot do
+        *(ExpectedFailure(property=p, reason="orthogonal() cannot be built on the meta device")
+          for p in ("runs_on_the_meta_device", "honours_factory_kwargs")),
+    ],
 )
 
 
@@ -614,10 +670,10 @@ ZOO = [
     mse_loss, mse_loss_reduced, l1_loss, smooth_l1_loss, huber_loss, bce_with_logits_loss, kl_div_loss,
     cross_entropy_loss, cross_entropy_loss_probs, margin_ranking_loss,
     rnn_cell, gru_cell, lstm_cell,
-    maxpool3d, avgpool3d, adaptive_max_pool2d, maxpool2d_indices, upsample2d, upsampling_nearest2d,
+    maxpool3d, avgpool3d, adaptive_max_pool2d, adaptive_max_pool2d_none, maxpool2d_indices, upsample2d, upsampling_nearest2d,
     reflection_pad2d, replication_pad2d, circular_pad2d, constant_pad3d,
     conv_transpose3d, lazy_conv2d, conv1d_same,
-    batch_norm1d, batch_norm3d, rms_norm_plain,
+    batch_norm1d_no_affine, batch_norm1d_cumulative, batch_norm3d, rms_norm_plain,
     embedding_padding, embedding_max_norm, embedding_bag_weighted,
     weight_norm_linear, spectral_norm_linear, orthogonal_linear, mlp,
     transformer,

@@ -100,7 +100,7 @@ def call_layer(case: LayerCase, module: Any, x: torch.Tensor) -> torch.Tensor:
         name = type(module).__name__ if isinstance(module, torch.nn.Module) else case.spec.name
         raise LayerRaised(
             f"{case.spec.name}: forward ({name}) raised {type(error).__name__} on a valid input "
-            f"({_described(x)}): {_first_line(error)}"
+            f"({_described(x)}): {first_line(error)}"
         ) from error
 
 
@@ -113,7 +113,7 @@ def call_backward(case: LayerCase, out: torch.Tensor, cotangent: torch.Tensor, x
     except Exception as error:
         raise LayerRaised(
             f"{case.spec.name}: backward raised {type(error).__name__} on a valid input "
-            f"({_described(x)}): {_first_line(error)}"
+            f"({_described(x)}): {first_line(error)}"
         ) from error
 
 
@@ -121,7 +121,7 @@ def _described(x: torch.Tensor) -> str:
     return f"shape {tuple(x.shape)}, {x.dtype}, {x.device.type}{'' if x.is_contiguous() else ', non-contiguous'}"
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0][:300] if lines else ""
 

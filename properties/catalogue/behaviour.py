@@ -84,6 +84,8 @@ def samples_are_independent(case: LayerCase, pick: int) -> None:
         def pick(value: Any) -> Any:
             if isinstance(value, torch.Tensor) and value.shape[:batch_dims] == x.shape[:batch_dims]:
                 return value[index]
+            if isinstance(value, (tuple, list)):  # nn.LSTMCell's hx=(h, c)
+                return type(value)(pick(v) for v in value)
             return value
 
         with torch.no_grad():

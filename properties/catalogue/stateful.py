@@ -298,12 +298,10 @@ class _Sequence:
         x = step.input.materialize()
         parameters = _snapshot(dict(module.named_parameters()))
         buffers = _snapshot(dict(module.named_buffers()))
-        # The expected output, from the state the call sees (before it).
         # A stochastic layer's reference describes eval mode; in train mode the
         # fresh twin, run under the same seed, draws the same mask.
         differs = case.spec.train_eval_differ or case.spec.stochastic
         uses_reference = case.spec.reference is not None and not (differs and module.training)
-        expected = reference(case, module, x) if uses_reference else None
         # A fresh instance with the same state: the output without a reference,
         # and a backward's own gradient.
         twin = self._fresh() if not uses_reference or isinstance(step, Backward) else None
@@ -318,6 +316,9 @@ class _Sequence:
             if out.requires_grad:
                 call_backward(case, out, _projection(out, step.seed), x)
         what = self._after(step)
+        # The expected output from the state after the call, as matches_reference takes it
+        # (spectral_norm's train-mode call advances its power iteration, then uses it).
+        expected = reference(case, module, x) if uses_reference else None
         if expected is not None:
             tolerances.assert_within_bound(
                 out, expected, what=f"{what}, the output against the reference from the current parameters"
