@@ -119,9 +119,10 @@ def tensors_are_registered(case: LayerCase) -> None:
     module = module.to(torch.float64)
     x = case.make_input()
     x = x.to(torch.float64) if x.is_floating_point() else x
+    args, kwargs = case.arguments(x, float_dtype=torch.float64)  # per_sample_weights with indices: float64 too
     try:
-        with torch.no_grad():  # further floating inputs in float64 too (per_sample_weights with indices)
-            out = case.call(module, *case.arguments(x, float_dtype=torch.float64))
+        with torch.no_grad():
+            out = case.call(module, args, kwargs)
     except Exception as error:
         raise AssertionError(
             f"{case.spec.name}: after .to(torch.float64), a float64 input fails ({type(error).__name__}: {error}); "
