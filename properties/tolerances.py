@@ -72,6 +72,7 @@ __all__ = [
     "conv3d",
     "conv_transpose1d",
     "conv_transpose2d",
+    "conv_transpose3d",
     "divide",
     "einsum",
     "embedding",
@@ -1090,6 +1091,13 @@ def conv_transpose2d(x: Bounded, weight: Bounded, bias: Bounded | None = None, s
                      output_padding=0, groups=1, dilation=1) -> Bounded:
     """``F.conv_transpose2d``: as ``conv_transpose1d``, with ``kh * kw`` taps."""
     return _conv_transpose(F.conv_transpose2d, x, weight, bias, groups, stride=stride, padding=padding,
+                           output_padding=output_padding, dilation=dilation)
+
+
+def conv_transpose3d(x: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0,
+                     output_padding=0, groups=1, dilation=1) -> Bounded:
+    """``F.conv_transpose3d``: as ``conv_transpose1d``, with ``kd * kh * kw`` taps."""
+    return _conv_transpose(F.conv_transpose3d, x, weight, bias, groups, stride=stride, padding=padding,
                            output_padding=output_padding, dilation=dilation)
 
 

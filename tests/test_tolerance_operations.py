@@ -217,6 +217,14 @@ OPERATIONS = [
         sharp=(8.0, 6.0),  # float16/bfloat16: the taps added in the working dtype
     ),
     Operation(
+        "conv_transpose3d",
+        lambda x, y: (
+            F.conv_transpose3d(x[None, None, :, :, None], _conv_weight(x, 3, True), stride=(2, 1, 1), output_padding=(1, 0, 0)),
+            tol.conv_transpose3d(Ex(x[None, None, :, :, None]), Ex(_conv_weight(x, 3, True)), stride=(2, 1, 1), output_padding=(1, 0, 0)),
+        ),
+        sharp=(8.0, 6.0),  # float16/bfloat16: the taps added in the working dtype
+    ),
+    Operation(
         "embedding",
         lambda x, y: (
             F.embedding(torch.arange(x.shape[0], device=x.device).flip(0), x),
@@ -302,7 +310,7 @@ def test_every_public_operation_is_tested():
     covered = {"exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "gelu", "silu", "softplus", "sqrt",
                "rsqrt", "reciprocal", "abs", "relu", "clamp", "pow", "add", "subtract", "multiply", "divide",
                "where", "sum", "mean", "var", "std", "amax", "amin", "logsumexp", "softmax", "log_softmax",
-               "layer_norm", "rms_norm", "batch_norm", "instance_norm", "scaled_dot_product_attention", "matmul", "einsum", "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "embedding", "cast",
+               "layer_norm", "rms_norm", "batch_norm", "instance_norm", "scaled_dot_product_attention", "matmul", "einsum", "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "embedding", "cast",
                "exact"}
     operations = {name for name in tol.__all__ if callable(getattr(tol, name)) and name[0].islower()}
     helpers = {"accumulating", "accumulation_dtype", "assert_within_bound", "gamma", "unit_roundoff"}

@@ -360,3 +360,31 @@ def test_a_constructor_that_fails_on_the_meta_device_is_the_layers_failure():
             check_layer(undeclared, [prop], settings=UNSHRUNK)
         assert not isinstance(failure.value, SpecError)
     check_layer(more.orthogonal_linear, ["runs_on_the_meta_device", "honours_factory_kwargs"], settings=CI_LIKE)
+
+
+def test_a_gradient_past_an_overflowed_output_is_no_claim():
+    """KLDivLoss(log_target=True)'s gradient is -exp(target): in float16 it overflows exactly where
+    the output exp(target) * (target - input) does, and gradient_flow once blamed the layer."""
+    check_layer(dataclasses.replace(more.kl_div_loss, dtypes=(torch.float16,)), ["gradient_flow"], settings=CI_LIKE)
+
+
+class _CallCounting(nn.Module):
+    """Adds how often it has been called: each call advances the state its output uses, as
+    spectral_norm's power iteration and Embedding(max_norm=)'s renormalization do."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return x + self.calls
+
+
+def test_variants_are_compared_from_the_same_state():
+    """Eager mode ran first and advanced the state, so a compiled Embedding(max_norm=) in float16
+    renormalized its rows a second time; each variant now starts from the state eager mode saw."""
+    # A reference (the state after one call), since a float64 twin's agreement bound absorbs a whole call.
+    spec = LayerSpec(name="CallCounting", module=_CallCounting, factory_kwargs=False,
+                     reference=lambda m, x: x + tol.exact(m.calls))
+    check_layer(spec, ["matches_torchscript", "matches_torch_jit_trace", "matches_torch_compile"], settings=CI_LIKE)

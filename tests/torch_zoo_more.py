@@ -399,6 +399,8 @@ conv_transpose3d = LayerSpec(
                                 "bias": (a["out_channels"],)},
     parameter_init=lambda a: {"weight": _bound(a["out_channels"] * a["kernel_size"] ** 3),
                               "bias": _bound(a["out_channels"] * a["kernel_size"] ** 3)},
+    reference=lambda m, x: tol.conv_transpose3d(x, tol.exact(m.weight), tol.exact(m.bias), stride=m.stride,
+                                                padding=m.padding, output_padding=m.output_padding),
 )
 
 lazy_conv2d = LayerSpec(

@@ -122,9 +122,26 @@ def _transform(case: LayerCase, make: Callable[[torch.nn.Module, torch.Tensor], 
         ) from None
 
 
+def _rewinder(module: torch.nn.Module) -> Callable[[], None]:
+    """What puts the module's parameters and buffers back to their values now, in place, where a
+    scripted, traced or compiled variant shares them."""
+    saved = [(t, t.detach().clone()) for t in (*module.parameters(), *module.buffers())]
+
+    def rewind() -> None:
+        with torch.no_grad():
+            for tensor, value in saved:
+                tensor.copy_(value)
+
+    return rewind
+
+
 def _compare(case: LayerCase, module: torch.nn.Module, variant: Any, x: torch.Tensor, what: str) -> None:
     __tracebackhide__ = True
+    # The variant starts from the state eager mode saw: a call may advance it (spectral_norm's
+    # power iteration, Embedding(max_norm=)'s renormalization, in place).
+    rewind = _rewinder(module)
     eager = forward(case, module, x)
+    rewind()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
