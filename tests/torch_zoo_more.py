@@ -516,15 +516,18 @@ embedding_max_norm = LayerSpec(
     parameter_shapes=lambda a: {"weight": (a["num_embeddings"], a["embedding_dim"])},
     parameter_init={"weight": standard_normal()},
     reference=_max_norm_reference,
+    # In float16/bfloat16 a renormalized row may still round to a norm above max_norm, and the next
+    # call scales it again: properties that call twice fail on some examples only, which a strict
+    # expected failure cannot declare (the ci profile's examples passed survives_serialization).
+    dtypes=(torch.float32, torch.float64),
     expected_failures=[
         # torch (documented): the renormalization is done in place under no_grad, outside autograd
         ExpectedFailure(property="gradients_match_finite_differences",
                         reason="max_norm: the in-place renormalization is not differentiated"),
         ExpectedFailure(property="behaves_the_same_over_time", reason="max_norm: a call changes the weight in place"),
-        # in float16/bfloat16 a renormalized row may still round to a norm above max_norm: the next call scales it again
-        *(ExpectedFailure(property=p, dtypes=(torch.float16, torch.bfloat16),
-                          reason="max_norm: renormalizing is not idempotent in low precision")
-          for p in ("is_deterministic", "survives_serialization", "train_and_eval_agree")),
+        # torch 2.13 bug: the scripted forward calls F.embedding with max_norm=None (seen once the
+        # variants started from eager mode's state: before, eager had already renormalized the rows)
+        ExpectedFailure(property="matches_torchscript", reason="torch.jit.script drops max_norm: no renormalization"),
     ],
 )
 
