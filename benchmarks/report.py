@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from properties.records import cpu_model, utc_now, version as _version
+from properties.records import processor, utc_now, version as _version
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
@@ -39,7 +39,7 @@ def machine() -> str:
     usable_text = "" if usable == cores else f" ({usable} usable by this process)"
     now = utc_now()
     return (
-        f"**Machine:** {cpu_model()}, {cores} cores{usable_text}, {platform.system()} {platform.machine()}; "
+        f"**Machine:** {processor()}, {cores} cores{usable_text}, {platform.system()} {platform.machine()}; "
         f"Python {sys.version.split()[0]}, torch {torch.__version__} "
         f"({torch.get_num_threads()} intra-op threads), hypothesis {_version('hypothesis')}, "
         f"numpy {_version('numpy')}, pytest-xdist {_version('pytest-xdist')}. "

@@ -87,7 +87,8 @@ my_linear_spec = LayerSpec(
     constructor_args=linear_args,
     input_event_shape=in_units,
     batch_dims=(0, 3),
-    reference=lambda module, x: tol.relu(tol.linear(x, tol.exact(module.weight), tol.exact(module.bias))),
+    # The lesson's own X @ W + b, W (in, out): x @ W is rounded before the bias is added.
+    reference=lambda module, x: tol.relu(tol.matmul(x, tol.exact(module.weight)) + tol.exact(module.bias)),
     equivalents={"nn.Linear+ReLU": lambda module: linear_relu_from(module.weight, module.bias)},
     relu_of=lambda module, x: torch.matmul(x, module.weight) + module.bias,
     nonnegative_output=True,
@@ -103,9 +104,7 @@ my_linear_with_builtin_spec = LayerSpec(
     constructor_args=linear_args,
     input_event_shape=in_units,
     batch_dims=(0, 3),
-    reference=lambda module, x: tol.relu(
-        tol.linear(x, tol.exact(module.linear.weight.T), tol.exact(module.linear.bias))
-    ),
+    reference=lambda module, x: tol.relu(tol.linear(x, tol.exact(module.linear.weight), tol.exact(module.linear.bias))),
     equivalents={"MyLinear": lambda module: my_linear_from(module.linear.weight.T, module.linear.bias)},
     relu_of=lambda module, x: module.linear(x),
     nonnegative_output=True,

@@ -137,6 +137,7 @@ class LayerCase:
         unknown = [name for name in factory_kwargs if not _accepts_keyword(self.spec.module, name)]
         if unknown:
             raise refused(unknown)
+        self._check_constructor_arguments(factory_kwargs)
         with seeded(self.module_seed):
             try:
                 module = spec_call(self.spec, "module", self.spec.module, **self.constructor_args, **factory_kwargs)
@@ -155,6 +156,38 @@ class LayerCase:
         if any(is_lazy(t) for t in (*module.parameters(), *module.buffers())):
             self._initialize_lazy(module, factory_kwargs)
         return module
+
+    def _check_constructor_arguments(self, factory_kwargs: Mapping[str, Any]) -> None:
+        """A call the constructor's signature cannot bind is the spec's ``constructor_args``
+        at fault (a missing or unknown argument), not the constructor: bound before calling, so
+        that a TypeError raised inside the constructor's body stays the layer's (field 'module')."""
+        try:
+            signature = inspect.signature(self.spec.module)
+        except (TypeError, ValueError):
+            return  # a builtin without a readable signature: the call itself will say
+        given = {**self.constructor_args, **factory_kwargs}
+        try:
+            signature.bind(**given)
+            return
+        except TypeError as error:
+            why = str(error)
+        parameters = list(signature.parameters.values())
+        varargs = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        missing = [p.name for p in parameters if p.kind not in varargs and p.default is p.empty and p.name not in given]
+        by_keyword = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+        unknown = [name for name in self.constructor_args if name not in by_keyword and not takes_any]
+        constructor = f"{_callable_name(self.spec.module)}{signature}"
+        problems = []
+        if missing:
+            problems.append(f"{constructor} requires {', '.join(map(repr, missing))}, which constructor_args does not give")
+        if unknown:
+            problems.append(f"constructor_args gives {', '.join(map(repr, unknown))}, which {constructor} does not take")
+        raise SpecError(
+            f"LayerSpec {self.spec.name!r}, field 'constructor_args': {'; '.join(problems) or f'{constructor}: {why}'} "
+            f"(it gives {dict(self.constructor_args)!r}; the layer is built as module(**constructor_args)). "
+            "Give constructor_args every argument the constructor requires, by name, and no other."
+        ) from None
 
     def _initialize_lazy(self, module: torch.nn.Module, factory_kwargs: Mapping[str, Any]) -> None:
         """A lazy module (nn.LazyLinear) learns its parameters' shapes from its first call, as

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-__all__ = ["Constant", "Eye", "Normal", "Uniform", "ones", "standard_normal", "zeros"]
+__all__ = ["Constant", "Eye", "IfPresent", "Normal", "Uniform", "if_present", "ones", "standard_normal", "zeros"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,3 +66,19 @@ def ones() -> Constant:
 
 def zeros() -> Constant:
     return Constant(0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class IfPresent:
+    """``distribution``, for a parameter the layer may lack: checked where the layer has
+    it (a norm's weight when the constructor has no ``elementwise_affine`` option),
+    where a plain declaration would call a missing parameter a spec error."""
+
+    distribution: object
+
+    def __repr__(self) -> str:
+        return f"if_present({self.distribution!r})"
+
+
+def if_present(distribution: object) -> IfPresent:
+    return IfPresent(distribution)

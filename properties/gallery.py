@@ -41,7 +41,7 @@ from hypothesis.strategies import SearchStrategy
 from torch import nn
 
 from properties import tolerances as tol
-from properties.distributions import Uniform, ones, standard_normal, zeros
+from properties.distributions import Uniform, if_present, ones, standard_normal, zeros
 from properties.errors import SpecError
 from properties.spec import LayerSpec
 
@@ -213,7 +213,7 @@ def linear(
 
     def reference(m: nn.Module, x: tol.Bounded) -> tol.Bounded:
         p = _parameters(m, "linear", required=("weight",), weight=weight_name, bias=bias_name)
-        return tol.linear(x, p["weight"].mT, p["bias"])
+        return tol.linear(x, p["weight"], p["bias"])
 
     def torch_twin(m: nn.Module) -> nn.Module:
         args = factory.args_of(m)
@@ -384,9 +384,10 @@ def rms_norm(
 
 def _affine_init(factory: _Factory, init: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
     """A norm's weight starts at ones and its bias at zeros, where the constructor's
-    ``elementwise_affine`` says it has them (a module without that option: no claim)."""
+    ``elementwise_affine`` says it has them; a module without that option is checked
+    on the ones it has (a zero-initialized weight must not pass unseen)."""
     if "elementwise_affine" not in factory.options:
-        return lambda args: {}
+        return lambda args: {name: if_present(d) for name, d in init.items()}
     return lambda args: dict(init) if args["elementwise_affine"] else {}
 
 
@@ -497,7 +498,7 @@ def attention(q: tol.Bounded, k: tol.Bounded, v: tol.Bounded, *, is_causal: bool
         return tol.scaled_dot_product_attention(q, k, v)
     scale = 1 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
     rows = [
-        tol.scaled_dot_product_attention(q[..., i : i + 1, :], k[..., : i + 1, :], v[..., : i + 1, :], scale)
+        tol.scaled_dot_product_attention(q[..., i : i + 1, :], k[..., : i + 1, :], v[..., : i + 1, :], scale=scale)
         for i in range(q.shape[-2])
     ]
     if not rows:

@@ -29,11 +29,12 @@ from _pytest._code.code import ReprEntry, ReprExceptionInfo, ReprFileLocation, R
 from _pytest.config import ConftestImportFailure
 from hypothesis import HealthCheck, settings
 from hypothesis.core import decode_failure
+from hypothesis.errors import DidNotReproduce
 
 from properties import database, registry
 from properties.errors import UNUSABLE, SpecError
 from properties.profiles import profile_name
-from properties.report import COVERAGE_KEY, KEY as REPORT_KEY, GateReport
+from properties.report import CLAIMS_KEY, COVERAGE_KEY, KEY as REPORT_KEY, REPLAY_KEY, GateReport
 
 # -- Hypothesis profiles -------------------------------------------------------
 # dev: fast feedback while editing.  ci: deterministic (the same examples on
@@ -273,6 +274,12 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     # --replay command instead (see replay_instructions).
     try:
         return (yield)
+    except DidNotReproduce:
+        if item.config.getoption("replay") is None or _gate_property(item) is None:
+            raise
+        # "Is my fix working?": the replayed example passes now, which is a pass.
+        item.config.stash[_FIXED] = item.nodeid
+        return None
     except BaseException as error:
         notes = getattr(error, "__notes__", None)
         if _gate_property(item) is not None and notes:
@@ -285,6 +292,16 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
 
 _BLOB = pytest.StashKey[str]()
+_FIXED = pytest.StashKey[str]()  # the node id whose --replay example no longer fails
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    fixed = config.stash.get(_FIXED, None)
+    if fixed is not None:
+        terminalreporter.write_line(
+            f"--replay: the example no longer fails: {fixed} passes on it (run the whole gate for the rest)",
+            green=True,
+        )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -295,11 +312,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return report
     spec = item.callspec.params["layer"]
     if report.when == "call":
-        from properties.runner import take_coverage  # a gate test ran: the framework is imported
+        from properties.runner import take_claims, take_coverage  # a gate test ran: the framework is imported
 
         coverage = take_coverage(spec.name, prop)
         if coverage is not None:  # carried to the controller under xdist, like the layer_gate entry
             report.user_properties.append((COVERAGE_KEY, (spec.name, coverage)))
+        claimed = take_claims(spec.name, prop)
+        if claimed is not None:
+            report.user_properties.append((CLAIMS_KEY, (spec.name, prop, claimed)))
     if report.skipped and isinstance(report.longrepr, tuple):
         # Where the layer was registered, not where the framework generated the test.
         path, line = registry.registered_at(spec.name) or (item.path, 0)
@@ -308,6 +328,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = _failure_at_the_layer(spec, call.excinfo.value, item.config.rootpath)
     if report.failed and report.when == "call":
         report.sections.append(("layer gate: replay", replay_instructions(item)))
+        report.user_properties.append((REPLAY_KEY, replay_command(item)))
     return report
 
 
@@ -495,7 +516,7 @@ class LayerGate(pytest.Module):
                 runner.check_expected_failures(spec, [p.name for p in runner.registered_properties()])
         except SpecError as error:
             raise self.CollectError(str(error)) from None
-        # A spec that fails spec_is_usable on its simplest example gets that one
+        # A spec that fails spec_is_usable on its first few examples gets that one
         # CONFIG; its other properties are not run (each would fail the same way).
         unusable = set()
         if any(p.name == runner.SPEC_CHECK for p in props):

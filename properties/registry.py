@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -211,7 +212,8 @@ def layer_property(
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Register ``check(case)`` (``check(case, extra)`` with ``extra=``) as a property.
 
-    Its docstring's first line is its description.  ``regimes``,
+    Its docstring's first paragraph, on one line, is its description (the
+    docs' property table shows it).  ``regimes``,
     ``max_splices``, ``limit`` and ``sparse`` make its ``ValueDomain``.
     """
     requires = tuple(requires)
@@ -243,7 +245,7 @@ def layer_property(
             examples_scale=examples_scale,
             float_input=float_input,
             warm_up=warm_up,
-            description=(check.__doc__ or "").strip().split("\n")[0],
+            description=" ".join(re.split(r"\n\s*\n", (check.__doc__ or "").strip())[0].split()),
             platform_probe=platform_probe,
         )
         return check

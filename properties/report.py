@@ -5,7 +5,10 @@ Registered by the plugin as a pytest plugin object.  Results come from
 every worker's reports, so the matrix always covers the whole run.  Each gate
 test carries ``("layer_gate", (layer, property))`` in its ``user_properties``,
 which xdist serializes along with the report, and ``("layer_gate_coverage",
-(layer, coverage))``: the input space its examples drew (see ``coverage_of``).
+(layer, coverage))``: the input space its examples drew (see ``coverage_of``);
+``("layer_gate_claims", (layer, property, counts))``: how many of its examples
+made the property's claim (see ``properties.claims``); and for a failure,
+``("layer_gate_replay", command)``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from properties.errors import UNUSABLE
 
 KEY = "layer_gate"
 COVERAGE_KEY = "layer_gate_coverage"
+CLAIMS_KEY = "layer_gate_claims"
+REPLAY_KEY = "layer_gate_replay"
 SYMBOL = {
     "passed": "pass",
+    "no claim": "no claim",
     "failed": "FAIL",
     "error": "ERROR",
     "config error": "CONFIG",
@@ -67,18 +73,32 @@ _ORDER = {
 }
 
 
-def describe_coverage(coverage: dict[str, Any]) -> str:
-    """One line: what the examples of a layer drew."""
-    ranks = sorted(coverage["ranks"])
+def sorted_coverage(coverage: dict[str, Any]) -> dict[str, Any]:
+    """``coverage`` with its lists in reading order: ranks ascending, the others as ``_ORDER``."""
     listed = {
         key: sorted(coverage[key], key=lambda v, key=key: (_ORDER[key].index(v) if v in _ORDER[key] else 99, v))
         for key in _ORDER
     }
+    return {**coverage, "ranks": sorted(coverage["ranks"]), **listed}
+
+
+def describe_coverage(coverage: dict[str, Any]) -> str:
+    """One line: what the examples of a layer drew."""
+    listed = sorted_coverage(coverage)
+    ranks = listed["ranks"]
     return (
         f"{coverage['examples']} examples; ranks {ranks[0]}-{ranks[-1]}; largest side {coverage['largest_side']}; "
         f"largest input {coverage['largest_elements']} elements; dtypes {', '.join(listed['dtypes'])}; "
         f"devices {', '.join(listed['devices'])}; regimes {', '.join(listed['regimes'])}"
     )
+
+
+def merge_claims(into: dict[str, Any], more: dict[str, Any]) -> None:
+    """Add ``more``'s example and claim counts (and no-claim reasons) to ``into``."""
+    into["examples"] += more["examples"]
+    into["claimed"] += more["claimed"]
+    for reason, n in more["no_claim"].items():
+        into["no_claim"][reason] = into["no_claim"].get(reason, 0) + n
 
 
 class GateReport:
@@ -98,7 +118,14 @@ class GateReport:
         if cell is None:
             return
         layer, prop = cell
-        entry = self.results.setdefault((layer, prop), {"outcome": "passed", "reason": "", "nodeid": report.nodeid})
+        entry = self.results.setdefault(
+            (layer, prop),
+            {"outcome": "passed", "reason": "", "nodeid": report.nodeid, "examples": 0, "claimed": 0, "no_claim": {}},
+        )
+        if CLAIMS_KEY in recorded:
+            merge_claims(entry, recorded[CLAIMS_KEY][2])
+        if REPLAY_KEY in recorded:
+            entry["replay"] = recorded[REPLAY_KEY]
         if hasattr(report, "wasxfail"):
             entry.update(outcome="xfail", reason=report.wasxfail or "expected to fail")
         elif report.skipped:
@@ -147,14 +174,31 @@ class GateReport:
             return "n/a"
         if entry["outcome"] == "skipped" and entry["reason"].startswith(UNUSABLE):
             return "not run"
+        if entry["outcome"] == "passed" and entry.get("examples") and not entry.get("claimed"):
+            return "no claim"  # green means checked: every example withdrew its claim
         return SYMBOL[entry["outcome"]]
 
-    def _notes(self) -> list[str]:
-        """Why each cell that is neither pass nor n/a is what it is."""
+    def reason(self, layer: str, prop: str) -> str:
+        """Why a cell is what it is, whole (the terminal may shorten it)."""
+        entry = self.results[(layer, prop)]
+        if self._cell(layer, prop) == "no claim":
+            reasons = sorted(entry["no_claim"].items(), key=lambda kv: (-kv[1], kv[0]))
+            listed = "; ".join(f"{why} ({n})" for why, n in reasons)
+            return f"no claim on any of {entry['examples']} examples: {listed}"
+        return entry["reason"]
+
+    def _notes(self, *, shorten: int | None = None) -> list[str]:
+        """Why each cell that is neither pass nor n/a is what it is, and how to replay a failure."""
         notes = []
         for (layer, prop), entry in sorted(self.results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            if self._cell(layer, prop) not in ("pass", "n/a", "not run"):  # not run: the CONFIG says why
-                notes.append(f"{prop} [{layer}] {SYMBOL[entry['outcome']]}: {entry['reason']}")
+            cell = self._cell(layer, prop)
+            if cell not in ("pass", "n/a", "not run"):  # not run: the CONFIG says why
+                reason = self.reason(layer, prop)
+                if shorten is not None and len(reason) > shorten:
+                    reason = reason[:shorten].rsplit(" ", 1)[0] + " ..."
+                notes.append(f"{prop} [{layer}] {cell}: {reason}")
+                if "replay" in entry:
+                    notes.append(f"    replay: {entry['replay']}")
         return notes
 
     def rows(self) -> tuple[list[str], list[list[str]]]:
@@ -166,7 +210,7 @@ class GateReport:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
         lines.append(self._totals("  "))
-        return lines + self._notes()
+        return lines + self._notes(shorten=TERMINAL_REASON)
 
     def coverage_lines(self) -> list[str]:
         return [f"{layer}: {describe_coverage(self.coverage[layer])}" for layer in sorted(self.coverage)]
@@ -180,7 +224,7 @@ class GateReport:
         lines += ["", self._totals(" ")]
         notes = self._notes()
         if notes:
-            lines += ["", *(f"- {note}" for note in notes)]
+            lines += ["", *(f"  - {note.strip()}" if note.startswith(" ") else f"- {note}" for note in notes)]
         if self.coverage:
             lines += ["", "### Input space the examples covered", "", *(f"- {line}" for line in self.coverage_lines())]
         return "\n".join(lines) + "\n"
@@ -192,6 +236,7 @@ class GateReport:
             text
             for cell, text in (
                 ("n/a", "n/a: the spec does not declare what the property needs"),
+                ("no claim", "no claim: the property checked nothing on any example"),
                 ("not run", "not run: the layer's spec is unusable, see its CONFIG"),
             )
             if counts[cell]
@@ -211,22 +256,26 @@ class GateReport:
             "layers": layers,
             "properties": props,
             "results": [
-                {"layer": layer, "property": prop, **entry, "cell": self._cell(layer, prop)}
+                {"layer": layer, "property": prop, **entry, "reason": self.reason(layer, prop), "cell": self._cell(layer, prop)}
                 for (layer, prop), entry in sorted(self.results.items())
             ],
-            "coverage": {layer: self.coverage[layer] for layer in sorted(self.coverage)},
+            "coverage": {layer: sorted_coverage(self.coverage[layer]) for layer in sorted(self.coverage)},
         }
+
+
+# The terminal's notes shorten a reason to this many characters; the reports keep it whole.
+TERMINAL_REASON = 300
 
 
 def _first_line_of_failure(text: str) -> str:
     for line in text.splitlines():
         if " failed on " in line or "SpecError" in line:
-            return line.strip().lstrip("E|+ ").strip()[:300]
+            return line.strip().lstrip("E|+ ").strip()
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("E ") and len(stripped) > 2:
-            return stripped[2:].strip()[:300]
-    return text.strip().splitlines()[-1][:300] if text.strip() else ""
+            return stripped[2:].strip()
+    return text.strip().splitlines()[-1] if text.strip() else ""
 
 
 def _write(path: Path, text: str) -> None:

@@ -9,7 +9,8 @@ Each run is ``pytest <args> --hypothesis-profile=soak|nightly --hypothesis-seed=
 the example database, so every seed explores different examples).  It prints
 one line per run and a summary, and exits non-zero if any run failed.  With
 ``--update-docs[=NAME]`` it also writes them, with the date, the machine and
-the command, into the section NAME (default ``soak``) of docs/reliability.md.
+the command, into the section NAME (default ``soak``) of docs/reliability.md,
+and rewrites the table of the processor each section ran on (``soak-machines``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,29 @@ from pathlib import Path
 from properties import records
 
 DOCS = Path("docs") / "reliability.md"
+# The section of DOCS listing the machine every other soak section ran on, rewritten with each record.
+MACHINES = "soak-machines"
+_RECORD = re.compile(r"<!-- ([\w.-]+):start -->\s*Latest run of `[^`]*`, started (.+?) on (.+?):\n")
+
+
+def machines_table(text: str) -> str:
+    """Which processor (and GPU, torch) each soak section of ``text`` ran on, read from the line
+    the soak heads it with (``records.machine()``): a false alarm may need one processor's rounding."""
+    rows = []
+    for name, started, machine in _RECORD.findall(text):
+        parts = re.match(r"(?P<cpu>.*?), (?P<cores>\d+) cores(?:, (?P<gpu>[^;]*?))?, [^,;]+; .*torch (?P<torch>\S+?),", machine)
+        if parts is None:  # a line from another version of records.machine(): shown whole
+            rows.append(f"| `{name}` | {machine} | | | | {started} |")
+            continue
+        gpu = parts["gpu"] or "none"
+        rows.append(f"| `{name}` | {parts['cpu']} | {parts['cores']} | {gpu} | {parts['torch']} | {started} |")
+    head = "| section | processor | cores | GPU | torch | started |\n|---|---|---:|---|---|---|"
+    return "\n".join([head, *rows]) if rows else "No soak recorded yet."
+
+
+def record_machines(*, docs: Path = DOCS) -> None:
+    """Rewrite the section ``MACHINES`` of ``docs`` from its soak sections (``machines_table``)."""
+    records.write_section(docs, MACHINES, machines_table(docs.read_text(encoding="utf-8")))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.update_docs and (problem := records.missing_section(DOCS, options.update_docs)):
         parser.error(f"--update-docs={options.update_docs}: {problem}")
+    if options.update_docs == MACHINES:
+        parser.error(f"--update-docs={MACHINES}: that section is the table of the others' machines; name a soak's own section")
     pytest_args = options.pytest_args or ["conftest.py", "-n", "auto"]
     runs = [("soak", options.first_seed + i) for i in range(options.seeds)]
     runs += [("nightly", options.first_seed + i) for i in range(options.nightly_seeds)]
@@ -81,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Latest run of `{command}`, started {date} on {machine}:\n\n"
             + "```\n" + "\n".join([*lines, summary]) + "\n```\n",
         )
+        if records.missing_section(DOCS, MACHINES) is None:
+            record_machines()
     return 1 if failed_runs else 0
 
 

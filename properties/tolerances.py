@@ -51,10 +51,13 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from properties import claims
+
 __all__ = [
     "ACCUMULATIONS",
     "Bounded",
     "LIBRARY_ULPS",
+    "MIRRORS",
     "SLACK",
     "ToleranceExceeded",
     "abs",
@@ -111,6 +114,66 @@ __all__ = [
     "var",
     "where",
 ]
+
+# The torch function each operation mirrors: it takes that function's
+# arguments in its order, with its names, defaults and layouts (F.linear's
+# weight is (out, in)); tests/test_references.py holds the signatures to it and
+# docs/references.md's table is generated from it (python -m properties.records --docs).
+MIRRORS: dict[str, str] = {
+    "abs": "torch.abs",
+    "add": "torch.add",
+    "subtract": "torch.subtract",
+    "multiply": "torch.multiply",
+    "divide": "torch.divide",
+    "reciprocal": "torch.reciprocal",
+    "relu": "torch.nn.functional.relu",
+    "clamp": "torch.clamp",
+    "where": "torch.where",
+    "sqrt": "torch.sqrt",
+    "rsqrt": "torch.rsqrt",
+    "exp": "torch.exp",
+    "expm1": "torch.expm1",
+    "log": "torch.log",
+    "log1p": "torch.log1p",
+    "tanh": "torch.tanh",
+    "sigmoid": "torch.sigmoid",
+    "erf": "torch.erf",
+    "pow": "torch.pow",
+    "gelu": "torch.nn.functional.gelu",
+    "silu": "torch.nn.functional.silu",
+    "softplus": "torch.nn.functional.softplus",
+    "sum": "torch.sum",
+    "mean": "torch.mean",
+    "var": "torch.var",
+    "std": "torch.std",
+    "amax": "torch.amax",
+    "amin": "torch.amin",
+    "logsumexp": "torch.logsumexp",
+    "softmax": "torch.nn.functional.softmax",
+    "log_softmax": "torch.nn.functional.log_softmax",
+    "layer_norm": "torch.nn.functional.layer_norm",
+    "rms_norm": "torch.nn.functional.rms_norm",
+    "batch_norm": "torch.nn.functional.batch_norm",
+    "instance_norm": "torch.nn.functional.instance_norm",
+    "matmul": "torch.matmul",
+    "einsum": "torch.einsum",
+    "scaled_dot_product_attention": "torch.nn.functional.scaled_dot_product_attention",
+    "linear": "torch.nn.functional.linear",
+    "conv1d": "torch.nn.functional.conv1d",
+    "conv2d": "torch.nn.functional.conv2d",
+    "conv3d": "torch.nn.functional.conv3d",
+    "conv_transpose1d": "torch.nn.functional.conv_transpose1d",
+    "conv_transpose2d": "torch.nn.functional.conv_transpose2d",
+    "conv_transpose3d": "torch.nn.functional.conv_transpose3d",
+    "embedding": "torch.nn.functional.embedding",
+}
+
+# The operation for each torch function's name (torch.relu and F.relu alike), and torch's aliases.
+_OPERATION_OF = {
+    **{path.rsplit(".", 1)[1]: operation for operation, path in MIRRORS.items()},
+    "mul": "multiply", "sub": "subtract", "div": "divide", "true_divide": "divide", "absolute": "abs",
+    "clip": "clamp", "special_expit": "sigmoid", "special_erf": "erf",
+}
 
 # A computed result may be off by up to ``SLACK`` times the bound derived
 # below.  The bounds are worst cases already and include the float64
@@ -284,6 +347,28 @@ class Bounded:
     def __pow__(self, exponent: int) -> Bounded:
         return pow(self, exponent)
 
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        """torch's functions see a Bounded and would fail deep inside (or drop its bound):
+        say which operation of this module to use instead (``torch.relu`` -> ``tol.relu``)."""
+        name = getattr(func, "__name__", "")
+        if name.startswith("__"):
+            # ``tensor + bounded``: torch's operator gives up (NotImplemented), and Python
+            # then calls Bounded.__radd__, which computes the bound.
+            return NotImplemented
+        called = torch.overrides.resolve_name(func) or name
+        if name in _OPERATION_OF:
+            raise TypeError(
+                f"{called} was called on a tolerances.Bounded, which carries an error bound torch's functions "
+                f"do not compute: use tol.{_OPERATION_OF[name]} (properties.tolerances.{_OPERATION_OF[name]}) instead."
+            )
+        raise TypeError(
+            f"{called} was called on a tolerances.Bounded, which carries an error bound torch's functions "
+            "do not compute, and properties.tolerances has no such operation: compute with tol operations "
+            "(tol.linear, tol.sum, tol.exp, ...; the operators + - * / ** and @ work on a Bounded), and move elements "
+            "(transpose, reshape, indexing) with .map, e.g. b.map(lambda t: t.transpose(-1, -2))."
+        )
+
 
 def _fits(magnitude: torch.Tensor, error: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Whether every partial result fits ``dtype`` (an infinite bound is no claim, not an overflow)."""
@@ -327,90 +412,96 @@ def _device(*operands: Bounded) -> str:
 # -- elementwise arithmetic (Higham (2.4): one rounding each) -----------------------
 
 
-def add(a, b) -> Bounded:
+def add(input, other) -> Bounded:
     """``a + b`` (broadcasting; numbers allowed): errors add, plus one rounding."""
-    a, b = _pair(a, b)
+    input, other = _pair(input, other)
     return Bounded._rounded(
-        dataclasses.replace(a, device=_device(a, b)), a.value + b.value, a.error + b.error, a.representable & b.representable
+        dataclasses.replace(input, device=_device(input, other)),
+        input.value + other.value,
+        input.error + other.error,
+        input.representable & other.representable,
     )
 
 
-def subtract(a, b) -> Bounded:
+def subtract(input, other) -> Bounded:
     """``a - b`` (broadcasting; numbers allowed): errors add, plus one rounding."""
-    a, b = _pair(a, b)
+    input, other = _pair(input, other)
     return Bounded._rounded(
-        dataclasses.replace(a, device=_device(a, b)), a.value - b.value, a.error + b.error, a.representable & b.representable
+        dataclasses.replace(input, device=_device(input, other)),
+        input.value - other.value,
+        input.error + other.error,
+        input.representable & other.representable,
     )
 
 
-def multiply(a, b) -> Bounded:
+def multiply(input, other) -> Bounded:
     """``a * b`` (broadcasting): ``|a| b.error + a.error |b| + a.error b.error``, one rounding, underflow."""
-    a, b = _pair(a, b)
-    inherited = a.value.abs() * b.error + a.error * b.value.abs() + a.error * b.error
-    underflow = torch.finfo(a.dtype).tiny  # a product may underflow to zero
+    input, other = _pair(input, other)
+    inherited = input.value.abs() * other.error + input.error * other.value.abs() + input.error * other.error
+    underflow = torch.finfo(input.dtype).tiny  # a product may underflow to zero
     return Bounded._rounded(
-        dataclasses.replace(a, device=_device(a, b)),
-        a.value * b.value,
+        dataclasses.replace(input, device=_device(input, other)),
+        input.value * other.value,
         inherited + underflow,
-        a.representable & b.representable,
+        input.representable & other.representable,
     )
 
 
-def divide(a, b) -> Bounded:
+def divide(input, other) -> Bounded:
     """``a / b``: ``(a.error + |a/b| b.error) / (|b| - b.error)`` plus one rounding.
 
     Exact first-order-free bound: ``|a'/b' - a/b| = |(a' - a) - (a/b)(b' - b)| / |b'|``
     with ``|b'| >= |b| - b.error``; infinite (no claim) where ``b`` may be zero.
     """
-    a, b = _pair(a, b)
-    quotient = a.value / b.value
-    room = b.value.abs() - b.error
+    input, other = _pair(input, other)
+    quotient = input.value / other.value
+    room = other.value.abs() - other.error
     inherited = torch.where(
-        room > 0, (a.error + quotient.abs() * b.error) / room.clamp_min(torch.finfo(torch.float64).tiny), math.inf
+        room > 0, (input.error + quotient.abs() * other.error) / room.clamp_min(torch.finfo(torch.float64).tiny), math.inf
     )
-    inherited = torch.where((a.error == 0) & (b.error == 0), 0.0, inherited)
+    inherited = torch.where((input.error == 0) & (other.error == 0), 0.0, inherited)
     return Bounded._rounded(
-        dataclasses.replace(a, device=_device(a, b)),
+        dataclasses.replace(input, device=_device(input, other)),
         quotient,
-        inherited + torch.finfo(a.dtype).tiny,
-        a.representable & b.representable,
+        inherited + torch.finfo(input.dtype).tiny,
+        input.representable & other.representable,
     )
 
 
-def reciprocal(a: Bounded) -> Bounded:
+def reciprocal(input: Bounded) -> Bounded:
     """``1 / a`` (see ``divide``)."""
-    return divide(1.0, a)
+    return divide(1.0, input)
 
 
-def relu(a: Bounded) -> Bounded:
+def relu(input: Bounded) -> Bounded:
     """``max(a, 0)`` is exact and 1-Lipschitz: the error carries over unchanged."""
-    return dataclasses.replace(a, value=a.value.clamp_min(0))
+    return dataclasses.replace(input, value=input.value.clamp_min(0))
 
 
-def abs(a: Bounded) -> Bounded:  # noqa: A001 - mirrors torch.abs
+def abs(input: Bounded) -> Bounded:  # noqa: A001 - mirrors torch.abs
     """``|a|``: exact and 1-Lipschitz."""
-    return dataclasses.replace(a, value=a.value.abs())
+    return dataclasses.replace(input, value=input.value.abs())
 
 
-def clamp(a: Bounded, min: float | None = None, max: float | None = None) -> Bounded:  # noqa: A002
+def clamp(input: Bounded, min: float | None = None, max: float | None = None) -> Bounded:  # noqa: A002
     """``a.clamp(min, max)``: exact and 1-Lipschitz."""
-    return dataclasses.replace(a, value=a.value.clamp(min, max))
+    return dataclasses.replace(input, value=input.value.clamp(min, max))
 
 
-def where(condition: torch.Tensor, a, b) -> Bounded:
-    """``torch.where(condition, a, b)``: each element is one operand's, exactly.
+def where(condition: torch.Tensor, input, other) -> Bounded:
+    """``torch.where(condition, input, other)``: each element is one operand's, exactly.
 
     ``condition`` must be what the layer computes too (a comparison of exact
     inputs, a mask); a condition on a rounded intermediate can flip.
     """
-    a, b = _pair(a, b)
+    input, other = _pair(input, other)
     condition = condition.detach().cpu()
     return Bounded(
-        torch.where(condition, a.value, b.value),
-        torch.where(condition, a.error, b.error),
-        torch.where(condition, a.representable, b.representable),
-        a.dtype,
-        _device(a, b),
+        torch.where(condition, input.value, other.value),
+        torch.where(condition, input.error, other.error),
+        torch.where(condition, input.representable, other.representable),
+        input.dtype,
+        _device(input, other),
     )
 
 
@@ -467,72 +558,72 @@ def _lowest(a: Bounded) -> torch.Tensor:
     return a.value - a.error
 
 
-def sqrt(a: Bounded) -> Bounded:
+def sqrt(input: Bounded) -> Bounded:
     """``sqrt(a)`` (correctly rounded in IEEE arithmetic, Higham (2.4)).
 
     Inherited: ``min(e / (2 sqrt(a - e)), sqrt(e))`` (``|sqrt s - sqrt t| <= sqrt|s - t|``).
     No claim where ``a`` may be computed below zero although it is not.
     """
-    value = a.value.sqrt()
-    lowest = _lowest(a)
+    value = input.value.sqrt()
+    lowest = _lowest(input)
     slope = torch.where(lowest > 0, 0.5 / lowest.clamp_min(1e-300).sqrt(), math.inf)
-    slope = torch.minimum(slope, 1 / a.error.sqrt())  # slope * e <= sqrt(e)
-    out = _library(a, "sqrt", value, slope)
-    return dataclasses.replace(out, representable=out.representable & ((lowest >= 0) | (a.value < 0)))
+    slope = torch.minimum(slope, 1 / input.error.sqrt())  # slope * e <= sqrt(e)
+    out = _library(input, "sqrt", value, slope)
+    return dataclasses.replace(out, representable=out.representable & ((lowest >= 0) | (input.value < 0)))
 
 
-def rsqrt(a: Bounded) -> Bounded:
+def rsqrt(input: Bounded) -> Bounded:
     """``1 / sqrt(a)``: ``|f'| = t**-1.5 / 2``, largest at ``a - e`` (infinite if that may be <= 0)."""
-    lowest = _lowest(a)
+    lowest = _lowest(input)
     slope = torch.where(lowest > 0, 0.5 * lowest.clamp_min(1e-300) ** -1.5, math.inf)
-    return _library(a, "rsqrt", a.value.rsqrt(), slope)
+    return _library(input, "rsqrt", input.value.rsqrt(), slope)
 
 
-def exp(a: Bounded) -> Bounded:
+def exp(input: Bounded) -> Bounded:
     """``exp(a)``: ``|f'| = exp``, largest at ``a + e``; overflow makes no claim."""
-    return _library(a, "exp", a.value.exp(), (a.value + a.error).exp())
+    return _library(input, "exp", input.value.exp(), (input.value + input.error).exp())
 
 
-def expm1(a: Bounded) -> Bounded:
+def expm1(input: Bounded) -> Bounded:
     """``exp(a) - 1``, accurate near zero: ``|f'| = exp``, largest at ``a + e``."""
-    return _library(a, "expm1", a.value.expm1(), (a.value + a.error).exp())
+    return _library(input, "expm1", input.value.expm1(), (input.value + input.error).exp())
 
 
-def log(a: Bounded) -> Bounded:
+def log(input: Bounded) -> Bounded:
     """``log(a)``: ``|f'| = 1/t``, largest at ``a - e`` (infinite, no claim, where that is <= 0)."""
-    lowest = _lowest(a)
+    lowest = _lowest(input)
     slope = torch.where(lowest > 0, 1 / lowest.clamp_min(1e-300), math.inf)
-    return _library(a, "log", a.value.log(), slope)
+    return _library(input, "log", input.value.log(), slope)
 
 
-def log1p(a: Bounded) -> Bounded:
+def log1p(input: Bounded) -> Bounded:
     """``log(1 + a)``, accurate near zero: ``|f'| = 1/(1 + t)``, largest at ``a - e``."""
-    lowest = _lowest(a) + 1
+    lowest = _lowest(input) + 1
     slope = torch.where(lowest > 0, 1 / lowest.clamp_min(1e-300), math.inf)
-    return _library(a, "log1p", a.value.log1p(), slope)
+    return _library(input, "log1p", input.value.log1p(), slope)
 
 
-def tanh(a: Bounded) -> Bounded:
+def tanh(input: Bounded) -> Bounded:
     """``tanh(a)``: ``|f'| = 1 - tanh(t)**2 = 1 / cosh(t)**2``, largest at the ``t`` nearest zero
     (the cosh form: ``1 - tanh**2`` is 0 in float64 from ``|t| = 19`` and drops the inherited error)."""
-    return _library(a, "tanh", a.value.tanh(), _nearest_to_zero(a).cosh().reciprocal() ** 2)
+    return _library(input, "tanh", input.value.tanh(), _nearest_to_zero(input).cosh().reciprocal() ** 2)
 
 
-def sigmoid(a: Bounded) -> Bounded:
+def sigmoid(input: Bounded) -> Bounded:
     """``1 / (1 + exp(-a))``: ``|f'| = s(t) s(-t)``, largest at the ``t`` nearest zero (not
     ``s (1 - s)``: that is 0 in float64 from ``|t| = 37``, where the result is ``exp(t)``)."""
-    m = _nearest_to_zero(a)
-    return _library(a, "sigmoid", a.value.sigmoid(), m.sigmoid() * (-m).sigmoid())
+    m = _nearest_to_zero(input)
+    return _library(input, "sigmoid", input.value.sigmoid(), m.sigmoid() * (-m).sigmoid())
 
 
-def erf(a: Bounded) -> Bounded:
+def erf(input: Bounded) -> Bounded:
     """``erf(a)``: ``|f'| = 2/sqrt(pi) exp(-t**2)``, largest at the ``t`` nearest zero.
 
     float16/bfloat16 add an absolute ``8 u_float32`` (torch's CPU kernel near zero).
     """
-    slope = 2 / math.sqrt(math.pi) * (-_nearest_to_zero(a) ** 2).exp()
-    absolute = _ERF_LOW_PRECISION_ABSOLUTE if a.dtype in (torch.float16, torch.bfloat16) else 0.0
-    return _library(a, "erf", a.value.erf(), slope, absolute=absolute)
+    slope = 2 / math.sqrt(math.pi) * (-_nearest_to_zero(input) ** 2).exp()
+    absolute = _ERF_LOW_PRECISION_ABSOLUTE if input.dtype in (torch.float16, torch.bfloat16) else 0.0
+    return _library(input, "erf", input.value.erf(), slope, absolute=absolute)
 
 
 # sup |f'| over the real line: x Phi(x) has 1.1289 at x = sqrt 2, its tanh form
@@ -541,46 +632,48 @@ _GELU_SLOPE = 1.13
 _SILU_SLOPE = 1.1
 
 
-def gelu(a: Bounded, approximate: str = "none") -> Bounded:
-    """``x Phi(x)`` (``approximate="tanh"``: its tanh form), as ``F.gelu``.
+def gelu(input: Bounded, *, approximate: str = "none") -> Bounded:
+    """``x Phi(x)`` (``approximate="tanh"``: its tanh form), as ``F.gelu`` (keyword-only there too).
 
     ``1 + erf(x/sqrt 2)`` cancels for ``x << 0``, so the function's error is
     relative to ``|result| + |x|/2`` (in both the layer and the reference).
     """
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu(approximate={approximate!r}): 'none' or 'tanh', as F.gelu.")
-    value = F.gelu(a.value, approximate=approximate)
-    result = _library(a, "gelu", value, torch.full_like(value, _GELU_SLOPE), scale=value.abs() + a.value.abs() / 2)
+    value = F.gelu(input.value, approximate=approximate)
+    scale = value.abs() + input.value.abs() / 2
+    result = _library(input, "gelu", value, torch.full_like(value, _GELU_SLOPE), scale=scale)
     # Kernels form x * (1 + erf(..)) before halving: no claim where 2|x| overflows the compute dtype.
-    fits = _fits(2 * a.value.abs(), 2 * a.error, _compute_dtype(a.dtype))
+    fits = _fits(2 * input.value.abs(), 2 * input.error, _compute_dtype(input.dtype))
     return dataclasses.replace(result, representable=result.representable & fits)
 
 
-def silu(a: Bounded) -> Bounded:
+def silu(input: Bounded) -> Bounded:
     """``x sigmoid(x)``, as ``F.silu``: ``sup |f'| = 1.0998``.
 
     Where ``exp(-x)`` overflows the compute dtype the kernel returns 0: the
     whole (tiny) result may be lost there.
     """
-    value = F.silu(a.value)
-    overflow = math.log(torch.finfo(_compute_dtype(a.dtype)).max) - 1
-    lost = torch.where(a.value + a.error < -overflow, value.abs() + (a.value.abs() + a.error) * math.exp(-overflow), 0.0)
-    return _library(a, "silu", value, torch.full_like(value, _SILU_SLOPE), absolute=lost)
+    value = F.silu(input.value)
+    overflow = math.log(torch.finfo(_compute_dtype(input.dtype)).max) - 1
+    whole = value.abs() + (input.value.abs() + input.error) * math.exp(-overflow)
+    lost = torch.where(input.value + input.error < -overflow, whole, 0.0)
+    return _library(input, "silu", value, torch.full_like(value, _SILU_SLOPE), absolute=lost)
 
 
-def softplus(a: Bounded, beta: float = 1.0, threshold: float = 20.0) -> Bounded:
+def softplus(input: Bounded, beta: float = 1.0, threshold: float = 20.0) -> Bounded:
     """``log(1 + exp(beta a)) / beta``, as ``F.softplus``: ``|f'| = sigmoid(beta t)``, largest at ``a + e``.
 
     Where ``beta a > threshold`` torch returns ``a``, off by ``log1p(exp(-beta a))/beta <
     exp(-threshold)/beta``: that is added there.
     """
-    scaled = beta * a.value
+    scaled = beta * input.value
     value = (scaled.clamp_min(0) + (-scaled.abs()).exp().log1p()) / beta
-    reverted = torch.where(beta * (a.value + a.error) > threshold, math.exp(-threshold) / beta, 0.0)
-    return _library(a, "softplus", value, (beta * (a.value + a.error)).sigmoid(), absolute=reverted)
+    reverted = torch.where(beta * (input.value + input.error) > threshold, math.exp(-threshold) / beta, 0.0)
+    return _library(input, "softplus", value, (beta * (input.value + input.error)).sigmoid(), absolute=reverted)
 
 
-def pow(a: Bounded, exponent: int) -> Bounded:  # noqa: A001 - mirrors torch.pow
+def pow(input: Bounded, exponent: int) -> Bounded:  # noqa: A001 - mirrors torch.pow
     """``a ** exponent`` for an integer exponent.
 
     Repeated multiplication or a library ``pow``: ``(|n| + 3) u`` relative;
@@ -590,20 +683,20 @@ def pow(a: Bounded, exponent: int) -> Bounded:  # noqa: A001 - mirrors torch.pow
     if not isinstance(exponent, int):
         raise TypeError(f"pow(exponent={exponent!r}): an int (use exp/log for real exponents)")
     if exponent == 0:
-        return dataclasses.replace(a, value=torch.ones_like(a.value), error=torch.zeros_like(a.error))
+        return dataclasses.replace(input, value=torch.ones_like(input.value), error=torch.zeros_like(input.error))
     n = exponent
-    value = a.value**n
+    value = input.value**n
     lost = 0.0
     if n > 0:
-        slope = n * (a.value.abs() + a.error) ** (n - 1)
+        slope = n * (input.value.abs() + input.error) ** (n - 1)
     else:
-        nearest = _nearest_to_zero(a)
+        nearest = _nearest_to_zero(input)
         slope = torch.where(nearest > 0, -n * nearest.clamp_min(1e-300) ** (n - 1), math.inf)
         # 1 / t**|n|: each of the |n| products forming t**|n| may lose up to the compute dtype's
         # smallest normal to underflow, relative error tiny / |t**|n||, i.e. tiny * value**2 absolute
         # (bfloat16 t**-2 at 7e-20: t**2 is a float32 subnormal, 1% off).
-        lost = -n * torch.finfo(_compute_dtype(a.dtype)).tiny * value.square()
-    return _library(a, "pow", value, slope, absolute=lost, ulps=LIBRARY_ULPS["pow"] + builtins.abs(n) - 1)
+        lost = -n * torch.finfo(_compute_dtype(input.dtype)).tiny * value.square()
+    return _library(input, "pow", value, slope, absolute=lost, ulps=LIBRARY_ULPS["pow"] + builtins.abs(n) - 1)
 
 
 # -- reductions ---------------------------------------------------------------------
@@ -641,40 +734,43 @@ def _accumulated(value, error, representable, magnitude, dtype, device) -> Bound
     return _finish(value, error, representable, dtype, device)
 
 
-def sum(a: Bounded, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Bounded:  # noqa: A001
+def sum(input: Bounded, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Bounded:  # noqa: A001
     """``a.sum(dim, keepdim)`` (all elements by default).
 
     Higham (4.4): within ``gamma(n-1) sum|a|`` in any order, accumulated in
     ``accumulation_dtype``; then one rounding to the working dtype.
     """
-    dims = _dims(a, dim)
-    n = _count(a, dims)
-    magnitude = _reduce(a.value.abs(), "sum", dims, keepdim)
-    error = _gamma_both(n - 1, accumulation_dtype(a.dtype)) * magnitude + _reduce(a.error, "sum", dims, keepdim)
-    error = error + _underflow(n, a.dtype)
+    dims = _dims(input, dim)
+    n = _count(input, dims)
+    magnitude = _reduce(input.value.abs(), "sum", dims, keepdim)
+    error = _gamma_both(n - 1, accumulation_dtype(input.dtype)) * magnitude + _reduce(input.error, "sum", dims, keepdim)
+    error = error + _underflow(n, input.dtype)
     return _accumulated(
-        _reduce(a.value, "sum", dims, keepdim), error, _all(a.representable, dims, keepdim), magnitude, a.dtype, a.device
+        _reduce(input.value, "sum", dims, keepdim), error, _all(input.representable, dims, keepdim), magnitude,
+        input.dtype, input.device,
     )
 
 
-def mean(a: Bounded, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Bounded:
+def mean(input: Bounded, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Bounded:
     """``a.mean(dim, keepdim)`` (all elements by default; NaN over nothing, as torch).
 
     The sum's bound (Higham (4.4)) divided by ``n``, one more rounding for the
     division, in ``accumulation_dtype``; then one rounding to the working dtype.
     """
-    dims = _dims(a, dim)
-    n = _count(a, dims)
-    value = _reduce(a.value, "mean", dims, keepdim)
+    dims = _dims(input, dim)
+    n = _count(input, dims)
+    value = _reduce(input.value, "mean", dims, keepdim)
     if n == 0:
-        return Bounded(value, torch.zeros_like(value), torch.ones_like(value, dtype=torch.bool), a.dtype, a.device)
-    magnitude = _reduce(a.value.abs(), "sum", dims, keepdim)
-    error = _gamma_both(n, accumulation_dtype(a.dtype)) * magnitude / n + _reduce(a.error, "mean", dims, keepdim)
-    error = error + _underflow(n, a.dtype)
-    return _accumulated(value, error, _all(a.representable, dims, keepdim), magnitude, a.dtype, a.device)
+        return Bounded(value, torch.zeros_like(value), torch.ones_like(value, dtype=torch.bool), input.dtype, input.device)
+    magnitude = _reduce(input.value.abs(), "sum", dims, keepdim)
+    error = _gamma_both(n, accumulation_dtype(input.dtype)) * magnitude / n
+    error = error + _reduce(input.error, "mean", dims, keepdim)
+    error = error + _underflow(n, input.dtype)
+    return _accumulated(value, error, _all(input.representable, dims, keepdim), magnitude, input.dtype, input.device)
 
 
-def var(a: Bounded, dim: int | Sequence[int] | None = None, *, correction: int = 1, keepdim: bool = False) -> Bounded:
+def var(input: Bounded, dim: int | Sequence[int] | None = None, *, correction: int = 1,
+        keepdim: bool = False) -> Bounded:
     """``a.var(dim, correction=..., keepdim=...)``: ``correction=0`` biased, ``1`` unbiased.
 
     Two-pass and Welford updates alike (Chan, Golub & LeVeque 1983; Higham
@@ -682,49 +778,53 @@ def var(a: Bounded, dim: int | Sequence[int] | None = None, *, correction: int =
     (the condition-number form ``n u kappa S`` is below it).  Inherited:
     ``(2 sum |x - mean| e + sum e**2) / (n - c)``.  No claim where ``n <= c``.
     """
-    dims = _dims(a, dim)
-    n = _count(a, dims)
+    dims = _dims(input, dim)
+    n = _count(input, dims)
     dof = n - correction
     if n == 0 or dof <= 0:
         _note(f"bound: no claim for a variance over {n} element(s) with correction {correction}")
-        value = _reduce(a.value, "sum", dims, keepdim) * math.nan
-        return Bounded(value, torch.full_like(value, math.inf), torch.zeros_like(value, dtype=torch.bool), a.dtype, a.device)
+        value = _reduce(input.value, "sum", dims, keepdim) * math.nan
+        no_claim = torch.zeros_like(value, dtype=torch.bool)
+        return Bounded(value, torch.full_like(value, math.inf), no_claim, input.dtype, input.device)
     with warnings.catch_warnings():  # an empty batch: torch warns about the 0/0 count, the result is empty
         warnings.simplefilter("ignore", UserWarning)
-        value = a.value.var(dims, correction=correction, keepdim=keepdim) if a.value.dim() else a.value * math.nan
-    centre = a.value.mean(dims, keepdim=True)
-    magnitude = _reduce((a.value.abs() + centre.abs()) ** 2, "sum", dims, keepdim)
-    inherited = _reduce(2 * (a.value - centre).abs() * a.error + a.error**2, "sum", dims, keepdim)
-    error = (_gamma_both(4 * n + 8, accumulation_dtype(a.dtype)) * magnitude + inherited) / dof
-    error = error + _underflow(n, a.dtype)
-    return _accumulated(value, error, _all(a.representable, dims, keepdim), magnitude, a.dtype, a.device)
+        scalar = not input.value.dim()
+        value = input.value * math.nan if scalar else input.value.var(dims, correction=correction, keepdim=keepdim)
+    centre = input.value.mean(dims, keepdim=True)
+    magnitude = _reduce((input.value.abs() + centre.abs()) ** 2, "sum", dims, keepdim)
+    inherited = _reduce(2 * (input.value - centre).abs() * input.error + input.error**2, "sum", dims, keepdim)
+    error = (_gamma_both(4 * n + 8, accumulation_dtype(input.dtype)) * magnitude + inherited) / dof
+    error = error + _underflow(n, input.dtype)
+    return _accumulated(value, error, _all(input.representable, dims, keepdim), magnitude, input.dtype, input.device)
 
 
-def std(a: Bounded, dim: int | Sequence[int] | None = None, *, correction: int = 1, keepdim: bool = False) -> Bounded:
+def std(input: Bounded, dim: int | Sequence[int] | None = None, *, correction: int = 1,
+        keepdim: bool = False) -> Bounded:
     """``a.std(...)`` = ``sqrt(var(...))`` (see ``var`` and ``sqrt``)."""
-    return sqrt(var(a, dim, correction=correction, keepdim=keepdim))
+    return sqrt(var(input, dim, correction=correction, keepdim=keepdim))
 
 
-def amax(a: Bounded, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Bounded:
+def amax(input: Bounded, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Bounded:
     """``a.amax(dim, keepdim)``: exact; 1-Lipschitz in the largest input error."""
-    dims = _dims(a, dim)
-    if a.value.dim() and any(a.value.shape[d] == 0 for d in dims):
+    dims = _dims(input, dim)
+    if input.value.dim() and any(input.value.shape[d] == 0 for d in dims):
         # torch refuses the max of nothing; its identity, -inf, makes softmax over an empty dim empty, as torch's.
-        shape = _reduce(a.value, "sum", dims, keepdim)
+        shape = _reduce(input.value, "sum", dims, keepdim)
         none_left_out = torch.ones_like(shape, dtype=torch.bool)
-        return Bounded(torch.full_like(shape, -math.inf), torch.zeros_like(shape), none_left_out, a.dtype, a.device)
+        empty = torch.full_like(shape, -math.inf)
+        return Bounded(empty, torch.zeros_like(shape), none_left_out, input.dtype, input.device)
     return Bounded(
-        _reduce(a.value, "amax", dims, keepdim), _reduce(a.error, "amax", dims, keepdim),
-        _all(a.representable, dims, keepdim), a.dtype, a.device,
+        _reduce(input.value, "amax", dims, keepdim), _reduce(input.error, "amax", dims, keepdim),
+        _all(input.representable, dims, keepdim), input.dtype, input.device,
     )
 
 
-def amin(a: Bounded, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Bounded:
+def amin(input: Bounded, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Bounded:
     """``a.amin(dim, keepdim)``: exact; 1-Lipschitz in the largest input error."""
-    return -amax(-a, dim, keepdim)
+    return -amax(-input, dim, keepdim)
 
 
-def logsumexp(a: Bounded, dim: int | Sequence[int], keepdim: bool = False) -> Bounded:
+def logsumexp(input: Bounded, dim: int | Sequence[int], keepdim: bool = False) -> Bounded:
     """``torch.logsumexp(a, dim, keepdim)``: ``m + log(sum(exp(a - m)))``, ``m = amax``.
 
     Bounded by composing the steps as torch's kernel runs them (each rounds
@@ -732,10 +832,10 @@ def logsumexp(a: Bounded, dim: int | Sequence[int], keepdim: bool = False) -> Bo
     "Accurate computation of the log-sum-exp and softmax functions", IMA J.
     Numer. Anal. 41 (2021), sec. 2-3.
     """
-    top = amax(a, dim, keepdim=True)
+    top = amax(input, dim, keepdim=True)
     top = where(top.value.isinf(), 0.0, top)  # torch zeroes an infinite shift
-    total = log(sum(exp(a - top), dim, keepdim=keepdim))
-    return total + (top if keepdim else top.map(lambda t: t.squeeze(_dims(a, dim)) if t.dim() else t))
+    total = log(sum(exp(input - top), dim, keepdim=keepdim))
+    return total + (top if keepdim else top.map(lambda t: t.squeeze(_dims(input, dim)) if t.dim() else t))
 
 
 # -- fused composites: evaluated in the accumulation dtype, rounded once --------------
@@ -745,28 +845,33 @@ def _in_compute_dtype(a: Bounded) -> Bounded:
     return dataclasses.replace(a, dtype=_compute_dtype(a.dtype))
 
 
-def softmax(a: Bounded, dim: int) -> Bounded:
-    """``torch.softmax(a, dim)`` = ``exp(a - max) / sum(exp(a - max))``.
+def softmax(input: Bounded, dim: int, *, dtype: torch.dtype | None = None) -> Bounded:
+    """``F.softmax(input, dim, dtype=dtype)`` = ``exp(a - max) / sum(exp(a - max))``.
 
     torch's kernels compute it in the accumulation dtype and round once;
     bounded by composing the steps (Blanchard, Higham & Mary 2021, sec. 4),
-    with one extra rounding for kernels that multiply by ``1/sum``.
+    with one extra rounding for kernels that multiply by ``1/sum``.  ``dim`` is
+    required (torch's implicit choice is deprecated); ``dtype`` casts the input
+    first, as torch does.
     """
-    x = _in_compute_dtype(a)
+    input = input if dtype is None else cast(input, dtype)
+    x = _in_compute_dtype(input)
     shifted = exp(x - amax(x, dim, keepdim=True))
     out = divide(shifted, sum(shifted, dim, keepdim=True))
     out = out._rounded(out.value, out.error, out.representable)  # times 1/sum: one more rounding
-    return cast(out, a.dtype)
+    return cast(out, input.dtype)
 
 
-def log_softmax(a: Bounded, dim: int) -> Bounded:
-    """``torch.log_softmax(a, dim)`` = ``(a - max) - log(sum(exp(a - max)))`` (BHM 2021, sec. 4).
+def log_softmax(input: Bounded, dim: int, *, dtype: torch.dtype | None = None) -> Bounded:
+    """``F.log_softmax(input, dim, dtype=dtype)`` = ``(a - max) - log(sum(exp(a - max)))`` (BHM 2021, sec. 4).
 
     Composed with every step rounded in the working dtype: torch's CPU
     bfloat16 kernel rounds the sum before the log (log_softmax of
     [-12.8, 1.86, 17.9, 6.78] gives exactly 0 at the maximum, not -1.5e-5).
+    ``dim`` and ``dtype`` as in ``softmax``.
     """
-    shifted = a - amax(a, dim, keepdim=True)
+    input = input if dtype is None else cast(input, dtype)
+    shifted = input - amax(input, dim, keepdim=True)
     return shifted - log(sum(exp(shifted), dim, keepdim=True))
 
 
@@ -777,7 +882,7 @@ def _normalized_dims(a: Bounded, normalized_shape: Sequence[int]) -> tuple[int, 
     return tuple(range(a.value.dim() - len(shape), a.value.dim()))
 
 
-def layer_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | None = None,
+def layer_norm(input: Bounded, normalized_shape: Sequence[int], weight: Bounded | None = None,
                bias: Bounded | None = None, eps: float = 1e-5) -> Bounded:
     """``F.layer_norm``: ``(a - mean) / sqrt(var + eps) * weight + bias`` (biased variance).
 
@@ -785,8 +890,8 @@ def layer_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | No
     rounded once.  Kernels fold it into ``a * rstd - mean * rstd``: that
     rounds ``|a| rstd`` and ``|mean| rstd`` separately, one ``u`` each, added.
     """
-    dims = _normalized_dims(a, normalized_shape)
-    x = _in_compute_dtype(a)
+    dims = _normalized_dims(input, normalized_shape)
+    x = _in_compute_dtype(input)
     centre = mean(x, dims, keepdim=True)
     rstd = rsqrt(var(x, dims, correction=0, keepdim=True) + eps)
     out = (x - centre) * rstd
@@ -797,10 +902,10 @@ def layer_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | No
     if bias is not None:
         out = out + _in_compute_dtype(bias)
     out = dataclasses.replace(out, representable=out.representable & _welford_fits(x, dims, out.value))
-    return cast(out, a.dtype)
+    return cast(out, input.dtype)
 
 
-def rms_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | None = None,
+def rms_norm(input: Bounded, normalized_shape: Sequence[int], weight: Bounded | None = None,
              eps: float | None = None) -> Bounded:
     """``F.rms_norm``: ``a / sqrt(mean(a**2) + eps) * weight``.
 
@@ -811,10 +916,10 @@ def rms_norm(a: Bounded, normalized_shape: Sequence[int], weight: Bounded | None
     (torch upcasts too); torch multiplies by ``weight`` after that rounding, in
     the working dtype (a fused kernel rounds less: within this bound).
     """
-    dims = _normalized_dims(a, normalized_shape)
-    x = _in_compute_dtype(a)
+    dims = _normalized_dims(input, normalized_shape)
+    x = _in_compute_dtype(input)
     eps = torch.finfo(x.dtype).eps if eps is None else eps
-    out = cast(x * rsqrt(mean(x**2, dims, keepdim=True) + eps), a.dtype)
+    out = cast(x * rsqrt(mean(x**2, dims, keepdim=True) + eps), input.dtype)
     return out if weight is None else out * weight
 
 
@@ -830,12 +935,13 @@ def _welford_fits(x: Bounded, dims: tuple[int, ...], like: torch.Tensor) -> torc
     return (4 * n * peak.square() <= torch.finfo(x.dtype).max).expand_as(like)
 
 
-def batch_norm(a: Bounded, running_mean: Bounded | None = None, running_var: Bounded | None = None,
-               weight: Bounded | None = None, bias: Bounded | None = None, *, training: bool,
-               eps: float = 1e-5) -> Bounded:
+def batch_norm(input: Bounded, running_mean: Bounded | None = None, running_var: Bounded | None = None,
+               weight: Bounded | None = None, bias: Bounded | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Bounded:
     """``F.batch_norm`` over channel dim 1: ``(a - mean) / sqrt(var + eps) * weight + bias``, with
     the batch's statistics over every other dim (biased variance) when ``training``, else the
-    running ones.
+    running ones.  ``momentum`` only updates the running statistics, which torch does in place
+    and no output depends on: taken for torch's argument order, unused.
 
     torch's CPU kernel folds it into ``a * alpha + beta`` per channel (``alpha = weight /
     sqrt(var + eps)``, ``beta = bias - mean * alpha``) in the accumulation dtype and rounds once;
@@ -843,17 +949,17 @@ def batch_norm(a: Bounded, running_mean: Bounded | None = None, running_var: Bou
     dtype (``weight``'s, else ``a``'s): in bfloat16, ``u |mean| alpha`` is hundreds of ulps of an
     output whose mean dwarfs its spread.
     """
-    if a.value.dim() < 2:
-        raise ValueError(f"batch_norm: input of shape {tuple(a.value.shape)} has no channel dim 1 (N, C, ...)")
-    x = _in_compute_dtype(a)
-    per_channel = (1, -1) + (1,) * (a.value.dim() - 2)
+    if input.value.dim() < 2:
+        raise ValueError(f"batch_norm: input of shape {tuple(input.value.shape)} has no channel dim 1 (N, C, ...)")
+    x = _in_compute_dtype(input)
+    per_channel = (1, -1) + (1,) * (input.value.dim() - 2)
 
     def channel(p: Bounded) -> Bounded:
         return _in_compute_dtype(p).map(lambda t: t.reshape(per_channel))
 
     if training:
-        dims = (0, *range(2, a.value.dim()))
-        stored = weight.dtype if weight is not None else a.dtype
+        dims = (0, *range(2, input.value.dim()))
+        stored = weight.dtype if weight is not None else input.dtype
         centre = mean(x, dims, keepdim=True)
         rstd = rsqrt(var(x, dims, correction=0, keepdim=True) + eps)
         # Stored in the parameters' dtype, read back exactly (bfloat16 -> float32 widens).
@@ -871,19 +977,25 @@ def batch_norm(a: Bounded, running_mean: Bounded | None = None, running_var: Bou
     out = dataclasses.replace(out, error=out.error + folded, representable=out.representable & fits)
     if bias is not None:
         out = out + channel(bias)
-    return cast(out, a.dtype)
+    return cast(out, input.dtype)
 
 
-def instance_norm(a: Bounded, weight: Bounded | None = None, bias: Bounded | None = None, *,
-                  eps: float = 1e-5) -> Bounded:
-    """``F.instance_norm`` with each sample's own statistics per channel: torch computes it as
-    ``batch_norm`` of ``a`` viewed as ``(1, N * C, ...)``, ``weight`` and ``bias`` repeated N times."""
-    if a.value.dim() < 3:
-        raise ValueError(f"instance_norm: input of shape {tuple(a.value.shape)} is not (N, C, L, ...)")
-    n, c = a.value.shape[:2]
-    flat = a.map(lambda t: t.reshape(1, n * c, *t.shape[2:]))
-    weight, bias = (None if p is None else p.map(lambda t: t.repeat(n)) for p in (weight, bias))
-    return batch_norm(flat, weight=weight, bias=bias, training=True, eps=eps).map(lambda t: t.reshape(a.value.shape))
+def instance_norm(input: Bounded, running_mean: Bounded | None = None, running_var: Bounded | None = None,
+                  weight: Bounded | None = None, bias: Bounded | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Bounded:
+    """``F.instance_norm``: each sample's own statistics per channel (the running ones where
+    ``use_input_stats=False``).  torch computes it as ``batch_norm`` of ``a`` viewed as
+    ``(1, N * C, ...)``, ``weight``, ``bias`` and the running statistics repeated N times;
+    ``momentum`` as in ``batch_norm`` (unused)."""
+    if input.value.dim() < 3:
+        raise ValueError(f"instance_norm: input of shape {tuple(input.value.shape)} is not (N, C, L, ...)")
+    if not use_input_stats and (running_mean is None or running_var is None):
+        raise ValueError("instance_norm(use_input_stats=False) needs running_mean and running_var")
+    n, c = input.value.shape[:2]
+    flat = input.map(lambda t: t.reshape(1, n * c, *t.shape[2:]))
+    repeated = (None if p is None else p.map(lambda t: t.repeat(n)) for p in (running_mean, running_var, weight, bias))
+    out = batch_norm(flat, *repeated, training=use_input_stats, eps=eps)
+    return out.map(lambda t: t.reshape(input.value.shape))
 
 # -- products and lookups -------------------------------------------------------------
 
@@ -916,36 +1028,60 @@ def _reduced_float32_inputs(kind: str) -> float:
     return {"highest": 0.0, "high": 2.0**-11, "medium": 2.0**-8}.get(precision, 2.0**-8)
 
 
-def matmul(a: Bounded, b: Bounded) -> Bounded:
+def matmul(input: Bounded, other: Bounded) -> Bounded:
     """``torch.matmul(a, b)`` (batched, broadcasting, 1-D as torch).
 
     Each output is a dot product of length ``n``: within ``gamma(n) |a| @ |b|``
     (Higham (3.5)) accumulated in ``accumulation_dtype``, then one rounding;
     inherited ``a.error @ (|b| + b.error) + |a| @ b.error``.
     """
-    a, b = _flushable(a), _flushable(b)
-    n = a.value.shape[-1]
-    magnitude = a.value.abs() @ b.value.abs()
-    device = _device(a, b)
-    error = _product_error(magnitude, n, a.dtype, device, "matmul")
-    error = error + a.error @ (b.value.abs() + b.error) + a.value.abs() @ b.error + _underflow(2 * n, a.dtype)
-    bad = (~a.representable).double() @ torch.ones_like(b.value) + torch.ones_like(a.value) @ (~b.representable).double()
+    input, other = _flushable(input), _flushable(other)
+    n = input.value.shape[-1]
+    magnitude = input.value.abs() @ other.value.abs()
+    device = _device(input, other)
+    error = _product_error(magnitude, n, input.dtype, device, "matmul")
+    error = error + input.error @ (other.value.abs() + other.error) + input.value.abs() @ other.error
+    error = error + _underflow(2 * n, input.dtype)
+    bad = (~input.representable).double() @ torch.ones_like(other.value)
+    bad = bad + torch.ones_like(input.value) @ (~other.representable).double()
     # Partial sums never exceed the magnitude; a layer may round the product
     # to the working dtype before using it, so it must fit there too.
-    representable = (bad == 0) & _fits(magnitude, error, a.dtype)
-    return _accumulated(a.value @ b.value, error, representable, magnitude, a.dtype, device)
+    representable = (bad == 0) & _fits(magnitude, error, input.dtype)
+    return _accumulated(input.value @ other.value, error, representable, magnitude, input.dtype, device)
 
 
-def scaled_dot_product_attention(query: Bounded, key: Bounded, value: Bounded, scale: float | None = None) -> Bounded:
-    """``F.scaled_dot_product_attention(query, key, value)`` (no mask, no dropout).
+def scaled_dot_product_attention(query: Bounded, key: Bounded, value: Bounded, attn_mask: torch.Tensor | None = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, *, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Bounded:
+    """``F.scaled_dot_product_attention(query, key, value, scale=..., enable_gqa=...)``.
 
     ``softmax(query @ key.mT * scale) @ value`` composed from the operations
     above, plus what torch's kernels do differently: the math backend scales
     query and key by ``sqrt(scale)`` each (two more roundings of
     ``|q| @ |k|.mT * scale``); flash kernels accumulate ``exp(s - max) @ value``
     and divide by the sum last, so those partial sums must fit too (else no claim).
+
+    ``is_causal``: query ``i`` sees keys ``0..i`` (torch's top-left alignment),
+    bounded row by row on those keys alone: a masked score's ``exp(-inf) = 0``
+    is exact, while a ``-inf`` leaf would mark the row as overflowing.
+    ``attn_mask`` and ``dropout_p`` are taken in torch's order but not modelled.
     """
+    if attn_mask is not None or dropout_p != 0:
+        raise ValueError(
+            "scaled_dot_product_attention: attn_mask and dropout_p are not modelled; check dropout in eval "
+            "mode (dropout_p=0), pass is_causal=True for a causal mask, and bound another mask query by "
+            "query on the keys it sees (slices, not -inf scores)"
+        )
+    if enable_gqa and key.shape[-3] != query.shape[-3]:  # grouped-query attention: torch repeats key/value heads
+        repeats = query.shape[-3] // key.shape[-3]
+        key, value = (t.map(lambda v: v.repeat_interleave(repeats, dim=-3)) for t in (key, value))
     scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    if is_causal and query.shape[-2] and key.shape[-2]:
+        seen = [builtins.min(i + 1, key.shape[-2]) for i in range(query.shape[-2])]
+        rows = [scaled_dot_product_attention(query[..., i : i + 1, :], key[..., :s, :], value[..., :s, :], scale=scale)
+                for i, s in enumerate(seen)]
+        return Bounded(*(torch.cat([getattr(r, f) for r in rows], -2) for f in ("value", "error", "representable")),
+                       rows[0].dtype, rows[0].device)
     scores = query @ key.mT * scale
     compute = _compute_dtype(query.dtype)
     rescaled = 2 * unit_roundoff(compute) * (query.value.abs() @ key.value.abs().mT) * scale
@@ -987,31 +1123,40 @@ def einsum(equation: str, *operands: Bounded) -> Bounded:
     return _accumulated(value, error, representable, magnitude, operands[0].dtype, device)
 
 
-def linear(x: Bounded, weight: Bounded, bias: Bounded | None = None) -> Bounded:
-    """``x @ weight + bias`` with ``weight`` of shape ``(in, out)`` (``nn.Linear``'s is ``weight.T``).
+def linear(input: Bounded, weight: Bounded, bias: Bounded | None = None) -> Bounded:
+    """``F.linear(input, weight, bias)`` = ``input @ weight.mT + bias``, ``weight`` of shape
+    ``(out_features, in_features)`` as ``nn.Linear.weight``.  A weight stored ``(in, out)``
+    (*Dive into Deep Learning*'s ``X @ W + b``) is spelled ``tol.matmul(x, w) + b``.
 
     Each output is a dot product of length ``n = in`` (``n + 1`` with the bias):
-    within ``gamma(n + 1) * (|x| @ |weight| + |bias|)`` (Higham (3.5)) in the
-    accumulation dtype, plus what the inputs' own errors contribute.  A layer
-    may round ``x @ weight`` before adding the bias (MyLinear does): one more
-    rounding of ``|x @ weight|`` in low precision.
+    within ``gamma(n + 1) * (|x| @ |weight.mT| + |bias|)`` (Higham (3.5)) in the
+    accumulation dtype, plus what the inputs' own errors contribute.  torch may
+    round ``x @ weight.mT`` before adding the bias (``F.linear`` on some inputs
+    and devices, a layer writing ``x @ w.T + b``): one more rounding of
+    ``|x @ weight.mT|`` in low precision.
     """
-    x, weight = _flushable(x), _flushable(weight)
-    n = x.value.shape[-1]
-    magnitude = x.value.abs() @ weight.value.abs()
-    product = x.value @ weight.value
+    if weight.value.dim() != 2 or weight.shape[-1] != input.shape[-1]:
+        raise ValueError(
+            f"linear: weight of shape {tuple(weight.shape)} does not take input of shape {tuple(input.shape)}: "
+            f"weight is (out_features, in_features), as F.linear's and nn.Linear.weight; "
+            f"for a weight stored (in, out) write tol.matmul(x, w) + b"
+        )
+    input, weight = _flushable(input), _flushable(weight.mT)
+    n = input.value.shape[-1]
+    magnitude = input.value.abs() @ weight.value.abs()
+    product = input.value @ weight.value
     value = product
-    inherited = x.error @ (weight.value.abs() + weight.error) + x.value.abs() @ weight.error
+    inherited = input.error @ (weight.value.abs() + weight.error) + input.value.abs() @ weight.error
     # Each output depends on a whole row of x and a whole column of weight.
-    representable = x.representable.all(-1, keepdim=True) & weight.representable.all(0)
+    representable = input.representable.all(-1, keepdim=True) & weight.representable.all(0)
     if bias is not None:
         magnitude = magnitude + bias.value.abs()
         value = value + bias.value
         inherited = inherited + bias.error
         representable = representable & bias.representable
         n += 1
-    dtype = x.dtype
-    device = _device(x, weight, *([bias] if bias is not None else []))
+    dtype = input.dtype
+    device = _device(input, weight, *([bias] if bias is not None else []))
     error = _product_error(magnitude, n, dtype, device, "matmul") + inherited + _underflow(2 * n, dtype)
     if accumulation_dtype(dtype) != dtype:
         error = error + unit_roundoff(dtype) * product.abs()
@@ -1047,25 +1192,28 @@ def _conv(conv: Callable[..., torch.Tensor], terms: int, x: Bounded, weight: Bou
     return _accumulated(value, error, representable, magnitude, x.dtype, device)
 
 
-def conv1d(x: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0, dilation=1, groups=1) -> Bounded:
+def conv1d(input: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0, dilation=1,
+           groups=1) -> Bounded:
     """``F.conv1d``: each output is a dot product of length ``C_in/groups * kernel`` (+1 with the bias).
 
     Bound ``gamma(n) * conv(|x|, |weight|)`` (Higham (3.5)); TF32 on CUDA when cuDNN allows it.
     """
     terms = math.prod(weight.value.shape[1:])
-    return _conv(F.conv1d, terms, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return _conv(F.conv1d, terms, input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
-def conv2d(x: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0, dilation=1, groups=1) -> Bounded:
+def conv2d(input: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0, dilation=1,
+           groups=1) -> Bounded:
     """``F.conv2d``: as ``conv1d``, with ``n = C_in/groups * kh * kw``."""
     terms = math.prod(weight.value.shape[1:])
-    return _conv(F.conv2d, terms, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return _conv(F.conv2d, terms, input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
-def conv3d(x: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0, dilation=1, groups=1) -> Bounded:
+def conv3d(input: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0, dilation=1,
+           groups=1) -> Bounded:
     """``F.conv3d``: as ``conv1d``, with ``n = C_in/groups * kd * kh * kw``."""
     terms = math.prod(weight.value.shape[1:])
-    return _conv(F.conv3d, terms, x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return _conv(F.conv3d, terms, input, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def _conv_transpose(conv: Callable[..., torch.Tensor], x: Bounded, weight: Bounded, bias: Bounded | None,
@@ -1078,33 +1226,37 @@ def _conv_transpose(conv: Callable[..., torch.Tensor], x: Bounded, weight: Bound
                  **options)
 
 
-def conv_transpose1d(x: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0,
+def conv_transpose1d(input: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0,
                      output_padding=0, groups=1, dilation=1) -> Bounded:
     """``F.conv_transpose1d`` (``weight`` of shape ``(C_in, C_out/groups, k)``): each output sums
     at most ``C_in/groups * k`` products, as ``conv1d``; in float16/bfloat16 the ``k`` taps are
     added in the working dtype (``gamma_work(k) * conv_transpose(|x|, |w|)``)."""
-    return _conv_transpose(F.conv_transpose1d, x, weight, bias, groups, stride=stride, padding=padding,
+    return _conv_transpose(F.conv_transpose1d, input, weight, bias, groups, stride=stride, padding=padding,
                            output_padding=output_padding, dilation=dilation)
 
 
-def conv_transpose2d(x: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0,
+def conv_transpose2d(input: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0,
                      output_padding=0, groups=1, dilation=1) -> Bounded:
     """``F.conv_transpose2d``: as ``conv_transpose1d``, with ``kh * kw`` taps."""
-    return _conv_transpose(F.conv_transpose2d, x, weight, bias, groups, stride=stride, padding=padding,
+    return _conv_transpose(F.conv_transpose2d, input, weight, bias, groups, stride=stride, padding=padding,
                            output_padding=output_padding, dilation=dilation)
 
 
-def conv_transpose3d(x: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0,
+def conv_transpose3d(input: Bounded, weight: Bounded, bias: Bounded | None = None, stride=1, padding=0,
                      output_padding=0, groups=1, dilation=1) -> Bounded:
     """``F.conv_transpose3d``: as ``conv_transpose1d``, with ``kd * kh * kw`` taps."""
-    return _conv_transpose(F.conv_transpose3d, x, weight, bias, groups, stride=stride, padding=padding,
+    return _conv_transpose(F.conv_transpose3d, input, weight, bias, groups, stride=stride, padding=padding,
                            output_padding=output_padding, dilation=dilation)
 
 
-def embedding(indices: torch.Tensor, weight: Bounded) -> Bounded:
-    """``F.embedding(indices, weight)``: rows looked up, exactly."""
-    indices = indices.detach().cpu()
-    return weight.map(lambda t: t[indices])
+def embedding(input: torch.Tensor, weight: Bounded) -> Bounded:
+    """``F.embedding(input, weight)``: the rows ``input`` indexes, exactly.
+
+    ``padding_idx`` changes only gradients; for ``max_norm`` renormalize the
+    rows first (``tol.where`` on their norms) and look those up.
+    """
+    input = input.detach().cpu()
+    return weight.map(lambda t: t[input])
 
 
 # -- the check ------------------------------------------------------------------------
@@ -1141,6 +1293,11 @@ def assert_within_bound(actual: torch.Tensor, expected: Bounded, *, what: str = 
     # NaN - x is NaN: count a non-finite result where a finite one is owed as a failure.
     excess = torch.where(checked & ~got.isfinite(), math.inf, excess)
     excess = torch.where(nan_expected & ~got.isnan(), math.inf, excess)
+    if got.numel():
+        claims.compared(
+            int((checked | nan_expected).sum()),
+            vacant_because=f"{what}: every element beyond the range or the bound of {str(expected.dtype).removeprefix('torch.')}",
+        )
     bad = excess > 0
     if not bad.any():
         return

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+import torch
 from torch import nn
 
 from layers.known_bad import TextbookMyLinear
+from layers.lesson import MyLinear
 from layers.specs import LESSON_SPECS, centered_spec, my_linear_spec
-from properties import SpecError, check_layer
+from properties import LayerSpec, SpecError, check_layer, tolerances as tol
 from properties.report import GateReport
 from properties.runner import registered_properties, spec_problem
 
@@ -49,7 +51,84 @@ def test_an_unusable_spec_is_found_on_its_simplest_example_and_usable_ones_are_n
     assert isinstance(problem, SpecError) and "field 'factory_kwargs'" in str(problem)
 
 
+class RejectsItsArgument(nn.Module):
+    """Correct arguments, and a TypeError raised by the constructor's own body."""
+
+    def __init__(self, units):
+        super().__init__()
+        raise TypeError(f"units={units} must be even")
+
+
+def test_a_missing_or_unknown_constructor_argument_names_constructor_args_not_module():
+    missing = LayerSpec(name="MissingUnits", module=MyLinear, constructor_args={"in_units": 3}, input_event_shape=(3,))
+    problem = str(spec_problem(missing))
+    signature = "MyLinear(in_units, units, *, device=None, dtype=None)"
+    assert f"'MissingUnits', field 'constructor_args': {signature} requires 'units'" in problem, problem
+    assert "field 'module'" not in problem
+    unknown = dataclasses.replace(missing, name="Unknown", constructor_args={"in_units": 3, "units": 2, "bias": True})
+    problem = str(spec_problem(unknown))
+    assert f"field 'constructor_args': constructor_args gives 'bias', which {signature} does not take" in problem, problem
+    # The same TypeError raised inside the constructor, on arguments it binds, stays the layer's.
+    inside = LayerSpec(name="RaisesInside", module=RejectsItsArgument, constructor_args={"units": 3}, factory_kwargs=False)
+    problem = str(spec_problem(inside))
+    assert "field 'module' raised TypeError: units=3 must be even" in problem, problem
+    assert "constructor_args" not in problem
+
+
+def test_a_reference_of_the_wrong_shape_is_one_spec_error_even_where_the_simplest_example_hides_it():
+    # relu(x) has the input's shape: on the simplest example (in_units == units == 1) the layer's too.
+    wrong = dataclasses.replace(my_linear_spec, name="WrongShape", reference=lambda module, x: tol.relu(x))
+    problem = spec_problem(wrong)
+    assert isinstance(problem, SpecError), problem
+    # Named on an example where the shapes differ (in_units != units).
+    shapes = r"'WrongShape', field 'reference' gives shape \(2, (\d+)\) .*'in_units': \1, 'units': (?!\1\b)\d+\}, where the layer"
+    assert re.search(shapes, str(problem)), problem
+
+
 # -- failures in the property's own words --------------------------------------------
+
+
+class ComputesInFloat32(nn.Module):
+    def forward(self, x):
+        return (x.float() * 2).to(x.dtype)
+
+
+class Doubles(nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+class WrongBackward(torch.autograd.Function):
+    """2x forward, 3x backward: mis-derived, all in float64."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 3
+
+
+class MisDerived(nn.Module):
+    def forward(self, x):
+        return WrongBackward.apply(x)
+
+
+@pytest.mark.parametrize("prop", ["gradients_match_finite_differences", "matches_reference"])
+def test_a_float64_layer_computing_in_float32_is_told_so(prop):
+    float64 = dict(factory_kwargs=False, input_event_shape=(), dtypes=(torch.float64,), reference=lambda module, x: 2 * x)
+    few = settings(max_examples=30, database=None, deadline=None, derandomize=True)
+    with pytest.raises(AssertionError) as failure:
+        check_layer(LayerSpec(name="InFloat32", module=ComputesInFloat32, **float64), [prop], settings=few)
+    message = str(failure.value)
+    assert "the layer computed in float32: a `.float()` cast? (forward turns float64 values into float32)" in message
+    check_layer(LayerSpec(name="Doubles", module=Doubles, **float64), [prop], settings=few)
+    if prop == "gradients_match_finite_differences":  # a float64 mistake gets no float32 hint
+        with pytest.raises(AssertionError) as failure:
+            check_layer(LayerSpec(name="MisDerived", module=MisDerived, **float64), [prop], settings=few)
+        message = str(failure.value)
+        assert "a detached or mis-derived part of forward?" in message and "float32" not in message
 
 
 def test_gradcheck_on_a_detached_weight_says_so_in_the_propertys_words():
@@ -185,6 +264,31 @@ def test_an_unusable_spec_is_one_config_with_its_message_and_the_rest_not_run(py
     assert len(out.splitlines()) < 100, out
 
 
+# relu(x): the input's shape, which is the layer's only where in_units == units (the simplest example).
+WRONG_SHAPE_CONFTEST = """
+import dataclasses
+from layers.specs import my_linear_spec
+from properties import register, tolerances as tol
+
+register(dataclasses.replace(my_linear_spec, name="WrongShape", reference=lambda module, x: tol.relu(x)))
+"""
+
+
+@pytest.mark.slow
+def test_a_reference_of_the_wrong_shape_is_one_config_naming_reference_and_the_rest_not_run(pytester):
+    pytester.makeconftest(WRONG_SHAPE_CONFTEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, skipped=len(registered_properties()) - 1)
+    result.stdout.fnmatch_lines(
+        [
+            "1 CONFIG, * not run*",
+            "spec_is_usable [[]WrongShape] CONFIG: SpecError: LayerSpec 'WrongShape', field 'reference' gives shape*",
+        ]
+    )
+    out = result.stdout.str()
+    assert "jit.trace" not in out and "memory layout" not in out and not re.search(r"^\w+ +FAIL", out, re.M), out
+
+
 @pytest.mark.slow
 def test_a_spec_error_while_the_conftest_registers_is_shown_alone(pytester):
     pytester.makeconftest(
@@ -245,3 +349,9 @@ def test_a_failure_points_at_the_layer_and_replays_from_its_blob(pytester):
     wrong = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--replay={blob}")
     assert wrong.ret == pytest.ExitCode.USAGE_ERROR
     wrong.stderr.fnmatch_lines(["ERROR: --replay replays one gate test, and * are selected*"])
+    # After the fix the same replay line answers "is it fixed?": it passes, and says so in one line.
+    pytester.makeconftest(TEXTBOOK_CONFTEST.replace("TextbookMyLinear", "MyLinear").replace("layers.known_bad", "layers.lesson"))
+    fixed = pytester.runpytest_subprocess("-p", "no:cacheprovider", node, f"--replay={blob}")
+    fixed.assert_outcomes(passed=1)
+    assert f"--replay: the example no longer fails: {node} passes on it" in fixed.stdout.str()
+    assert "DidNotReproduce" not in fixed.stdout.str() and "Failing test case" not in fixed.stdout.str()

@@ -202,3 +202,73 @@ def test_the_soak_refuses_a_docs_section_that_does_not_exist_before_running_anyt
     assert done.returncode == 2, done.stdout + done.stderr
     assert "<!-- no-such-section:start -->" in done.stderr and "add them where the record belongs" in done.stderr
     assert "seed" not in done.stdout  # no run started
+
+
+# -- which processor a record ran on -----------------------------------------------------
+
+CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13 64-Core Processor\nflags\t\t: fpu avx2\n"
+
+
+def _no_cpuinfo(*args, **kwargs):
+    raise OSError("no /proc/cpuinfo here")
+
+
+def test_the_machine_line_names_the_processor_model_and_torchs_kernels(monkeypatch):
+    import io
+
+    from properties import records
+
+    monkeypatch.setattr(records, "open", lambda *a, **k: io.StringIO(CPUINFO), raising=False)
+    line = records.machine()
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert line.startswith(f"AMD EPYC 7B13 64-Core Processor (torch's {capability} kernels), "), line
+    # Without /proc/cpuinfo (macOS, Windows): what platform says.
+    monkeypatch.setattr(records, "open", _no_cpuinfo, raising=False)
+    monkeypatch.setattr(records.platform, "processor", lambda: "arm")
+    assert records.cpu_model() == "arm" and records.machine().startswith("arm (torch's ")
+
+
+def test_the_machine_line_names_the_kernels_aten_cpu_capability_selects():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from properties import records; print(records.processor())"],
+        env={**os.environ, "ATEN_CPU_CAPABILITY": "default"}, capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert done.stdout.strip().endswith("(torch's DEFAULT kernels)"), done.stdout
+
+
+def test_the_soak_records_its_processor_in_the_table_of_machines(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    from properties import records, soak
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "docs").mkdir()
+    shutil.copy(root / soak.DOCS, tmp_path / soak.DOCS)
+    monkeypatch.chdir(tmp_path)
+    before = records.read_section(soak.DOCS, soak.MACHINES).splitlines()
+    assert soak.main(["--seeds", "0", "--nightly-seeds", "0", "--update-docs=gallery"]) == 0  # no runs: records only
+    after = records.read_section(soak.DOCS, soak.MACHINES).splitlines()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    row = f"| `gallery` | {records.processor()} | {os.cpu_count()} | {gpu} | {torch.__version__} |"
+    assert [line for line in after if line.startswith(row)] != [], after
+    others = [line for line in before if not line.startswith("| `gallery` |")]
+    assert [line for line in after if not line.startswith("| `gallery` |")] == others  # the other rows kept
+    with pytest.raises(SystemExit):  # the table is no soak's own section
+        soak.main(["--seeds", "0", "--nightly-seeds", "0", f"--update-docs={soak.MACHINES}"])
+    assert records.read_section(soak.DOCS, soak.MACHINES).splitlines() == after
+
+
+def test_the_table_of_machines_in_the_docs_is_the_one_the_soak_writes():
+    from pathlib import Path
+
+    from properties import records, soak
+
+    docs = Path(__file__).resolve().parent.parent / soak.DOCS
+    text = docs.read_text(encoding="utf-8")
+    table = records.read_section(docs, soak.MACHINES)
+    assert table == soak.machines_table(text), 'regenerate it: python -c "from properties import soak; soak.record_machines()"'
+    assert table.count("\n| `") == text.count("Latest run of `python -m properties.soak")  # a row per soak section

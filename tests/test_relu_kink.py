@@ -35,9 +35,7 @@ SPEC = LayerSpec(
     module=ZeroInitLinearReLU,
     constructor_args={"features": 3},
     input_event_shape=(3,),
-    reference=lambda module, x: tol.relu(
-        tol.linear(x, tol.exact(module.linear.weight.T), tol.exact(module.linear.bias))
-    ),
+    reference=lambda module, x: tol.relu(tol.linear(x, tol.exact(module.linear.weight), tol.exact(module.linear.bias))),
     relu_of=lambda module, x: module.linear(x),
 )
 

@@ -146,7 +146,7 @@ OPERATIONS = [
         "instance_norm",
         lambda x, y: (
             F.instance_norm(torch.cat([x, y], -1)[None], weight=_w(x.shape[0], x), bias=_w(x.shape[0], x, 2)),
-            tol.instance_norm(Ex(torch.cat([x, y], -1)[None]), Ex(_w(x.shape[0], x)), Ex(_w(x.shape[0], x, 2))),
+            tol.instance_norm(Ex(torch.cat([x, y], -1)[None]), weight=Ex(_w(x.shape[0], x)), bias=Ex(_w(x.shape[0], x, 2))),
         ),
         sharp=(240.0, 2.0),
     ),
@@ -168,12 +168,12 @@ OPERATIONS = [
     Operation("einsum", lambda x, y: (torch.einsum("in,jn->ij", x, y), tol.einsum("in,jn->ij", Ex(x), Ex(y))), sharp=(1400.0, 2.0)),
     Operation(
         "linear",
-        lambda x, y: (F.linear(x, y, y[:, 0]), tol.linear(Ex(x), Ex(y).mT, Ex(y[:, 0]))),
+        lambda x, y: (F.linear(x, y, y[:, 0]), tol.linear(Ex(x), Ex(y), Ex(y[:, 0]))),
         sharp=(900.0, 2.0),
     ),
     Operation(
         "linear_rounded_then_biased",
-        lambda x, y: ((x @ y.mT) + y[:, 0], tol.linear(Ex(x), Ex(y).mT, Ex(y[:, 0]))),
+        lambda x, y: ((x @ y.mT) + y[:, 0], tol.linear(Ex(x), Ex(y), Ex(y[:, 0]))),
         sharp=(900.0, 2.0),
     ),
     Operation(
@@ -394,3 +394,67 @@ def test_a_saturated_function_still_carries_its_arguments_error(f, t, e):
     bound = getattr(tol, f)(arg)
     moved = getattr(torch, f)(torch.tensor([t - e], dtype=torch.float64))  # an argument the bound allows
     assert (moved - bound.value).abs().item() <= bound.error.item()
+
+
+# -- the arguments torch takes, in torch's order ----------------------------------------------
+
+
+def _randn(*shape: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_casts_to_torchs_dtype_argument_first(name):
+    """``F.softmax(x, dim, dtype=torch.float32)`` on bfloat16: float32's bound, which the bfloat16
+    result (rounded to 8 bits) is far outside."""
+    x = _randn(4, 16, dtype=torch.bfloat16)
+    bound = getattr(tol, name)(Ex(x), -1, dtype=torch.float32)
+    assert bound.dtype == torch.float32
+    tol.assert_within_bound(getattr(F, name)(x, -1, dtype=torch.float32), bound)
+    with pytest.raises(tol.ToleranceExceeded, match="outside the error bound"):
+        tol.assert_within_bound(getattr(F, name)(x, -1).float(), bound)
+
+
+def test_batch_norm_takes_torchs_positional_arguments():
+    """``F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)``:
+    eps is the eighth argument, after momentum (which only updates the running statistics)."""
+    x, rm, rv, w, b = _randn(4, 3, 5), _randn(3, seed=1), _randn(3, seed=2).abs() + 0.5, _randn(3, seed=3), _randn(3, seed=4)
+    for training in (True, False):
+        out = F.batch_norm(x, rm.clone(), rv.clone(), w, b, training, 0.1, 0.5)  # clones: training updates them
+        tol.assert_within_bound(out, tol.batch_norm(Ex(x), Ex(rm), Ex(rv), Ex(w), Ex(b), training, 0.1, 0.5))
+        with pytest.raises(tol.ToleranceExceeded, match="outside the error bound"):  # eps=1e-5, not 0.5
+            tol.assert_within_bound(out, tol.batch_norm(Ex(x), Ex(rm), Ex(rv), Ex(w), Ex(b), training, 0.1))
+
+
+def test_instance_norm_with_running_statistics_as_torch():
+    x, rm, rv, w, b = _randn(2, 3, 5), _randn(3, seed=1), _randn(3, seed=2).abs() + 0.5, _randn(3, seed=3), _randn(3, seed=4)
+    out = F.instance_norm(x, rm, rv, w, b, use_input_stats=False)
+    bound = tol.instance_norm(Ex(x), Ex(rm), Ex(rv), Ex(w), Ex(b), use_input_stats=False)
+    tol.assert_within_bound(out, bound)
+    with pytest.raises(tol.ToleranceExceeded, match="outside the error bound"):  # each sample's own statistics
+        tol.assert_within_bound(F.instance_norm(x, rm, rv, w, b), bound)
+    tol.assert_within_bound(F.instance_norm(x, rm.clone(), rv.clone(), w, b),
+                            tol.instance_norm(Ex(x), Ex(rm), Ex(rv), Ex(w), Ex(b)))
+    with pytest.raises(ValueError, match=r"use_input_stats=False\) needs running_mean and running_var"):
+        tol.instance_norm(Ex(x), use_input_stats=False)
+
+
+@pytest.mark.parametrize("keys", [2, 4, 6])
+def test_causal_attention_sees_the_keys_torch_lets_it_see(keys):
+    """``is_causal=True``: query ``i`` attends to keys ``0..i`` (top-left aligned, as torch), with
+    fewer, as many and more keys than queries; the unmasked result is far outside that bound."""
+    q, k, v = _randn(1, 2, 4, 3), _randn(1, 2, keys, 3, seed=1), _randn(1, 2, keys, 5, seed=2)
+    bound = tol.scaled_dot_product_attention(Ex(q), Ex(k), Ex(v), is_causal=True)
+    tol.assert_within_bound(F.scaled_dot_product_attention(q, k, v, is_causal=True), bound)
+    with pytest.raises(tol.ToleranceExceeded, match="outside the error bound"):
+        tol.assert_within_bound(F.scaled_dot_product_attention(q, k, v), bound)
+
+
+def test_attention_takes_scale_and_grouped_heads_as_keywords_and_refuses_a_mask():
+    q, k, v = _randn(1, 4, 3, 5), _randn(1, 2, 3, 5, seed=1), _randn(1, 2, 3, 5, seed=2)
+    out = F.scaled_dot_product_attention(q, k, v, scale=0.3, enable_gqa=True)
+    tol.assert_within_bound(out, tol.scaled_dot_product_attention(Ex(q), Ex(k), Ex(v), scale=0.3, enable_gqa=True))
+    with pytest.raises(tol.ToleranceExceeded, match="outside the error bound"):
+        tol.assert_within_bound(out, tol.scaled_dot_product_attention(Ex(q), Ex(k), Ex(v), enable_gqa=True))
+    with pytest.raises(ValueError, match="attn_mask and dropout_p are not modelled"):
+        tol.scaled_dot_product_attention(Ex(q), Ex(q), Ex(q), torch.ones(3, 3, dtype=torch.bool))

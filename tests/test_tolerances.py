@@ -22,10 +22,10 @@ from properties.strategies import tensors
 def test_linear_bound_holds_for_torch_matmul(dtype, data):
     n, m = data.draw(st.integers(1, 16)), data.draw(st.integers(1, 4))
     x = data.draw(tensors(shape=(3, n), dtype=dtype))
-    w = data.draw(tensors(shape=(n, m), dtype=dtype))
+    w = data.draw(tensors(shape=(m, n), dtype=dtype))  # (out, in), as F.linear's
     b = data.draw(tensors(shape=(m,), dtype=dtype))
     expected = tol.linear(tol.exact(x), tol.exact(w), tol.exact(b))
-    tol.assert_within_bound(torch.matmul(x, w) + b, expected)
+    tol.assert_within_bound(torch.matmul(x, w.mT) + b, expected)  # x @ w.T rounded before the bias is added
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
@@ -39,11 +39,11 @@ def test_centering_bound_holds_for_torch_mean(dtype, data):
 
 def test_a_constant_error_of_1e_3_in_float32_is_caught():
     x = torch.randn(4, 8)
-    w = torch.randn(8, 3)
+    w = torch.randn(3, 8)
     expected = tol.relu(tol.linear(tol.exact(x), tol.exact(w)))
-    tol.assert_within_bound(torch.relu(x @ w), expected)
+    tol.assert_within_bound(torch.relu(x @ w.T), expected)
     with pytest.raises(tol.ToleranceExceeded, match="outside the error bound"):
-        tol.assert_within_bound(torch.relu(x @ w) + 1e-3, expected)
+        tol.assert_within_bound(torch.relu(x @ w.T) + 1e-3, expected)
     centered = tol.subtract(tol.exact(x), tol.mean(tol.exact(x)))
     with pytest.raises(tol.ToleranceExceeded):
         tol.assert_within_bound(x - x.mean() + 1e-3, centered)
@@ -124,7 +124,7 @@ def _linear_spec(module, features):
         output_event_shape=(3,),
         dtypes=(torch.float16,),
         per_sample=True,
-        reference=lambda m, x: tol.linear(x, tol.exact(m.linear.weight).mT, tol.exact(m.linear.bias)),
+        reference=lambda m, x: tol.linear(x, tol.exact(m.linear.weight), tol.exact(m.linear.bias)),
     )
 
 
@@ -285,3 +285,44 @@ def test_a_product_may_read_a_subnormal_operand_as_zero_but_not_a_normal_one(pro
     half_subnormal, half_w = torch.tensor([[3e-5]], dtype=torch.float16), torch.tensor([[1000.0]], dtype=torch.float16)
     with pytest.raises(tol.ToleranceExceeded):
         tol.assert_within_bound(zero(half_subnormal, half_w), bound(half_subnormal, half_w))
+
+
+@pytest.mark.parametrize(
+    "call, operation",
+    [
+        (lambda b: torch.relu(b), "tol.relu"),
+        (lambda b: torch.exp(b), "tol.exp"),
+        (lambda b: F.linear(b, torch.ones(2, 2)), "tol.linear"),
+        (lambda b: torch.nn.functional.softmax(b, dim=-1), "tol.softmax"),
+        (lambda b: torch.mul(b, 2), "tol.multiply"),
+        (lambda b: torch.ones(2, 2).add(b), "tol.add"),
+    ],
+)
+def test_a_torch_function_on_a_bounded_names_the_tolerances_operation(call, operation):
+    b = tol.exact(torch.tensor([[1.0, -2.0], [3.0, 0.5]]))
+    with pytest.raises(TypeError, match=rf"was called on a tolerances\.Bounded.*use {operation} "):
+        call(b)
+
+
+def test_a_torch_function_without_a_tolerances_operation_points_at_map_and_operators_still_work():
+    b = tol.exact(torch.tensor([[1.0, -2.0], [3.0, 0.5]]))
+    with pytest.raises(TypeError, match=r"torch\.transpose was called on a tolerances\.Bounded.* with \.map"):
+        torch.transpose(b, 0, 1)
+    t = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    # A tensor on the left: torch's operator gives way to Bounded's reflected one.
+    for got, want in [(t + b, t + b.value), (t - b, t - b.value), (t * b, t * b.value), (t / b, t / b.value),
+                      (b + t, b.value + t), (2 * b, 2 * b.value), (b ** 2, b.value**2), (b.map(torch.t), b.value.T)]:
+        assert isinstance(got, tol.Bounded) and torch.equal(got.value, want.double())
+    # Inside the operations, torch works on the plain value and error tensors.
+    assert torch.equal(tol.relu(b).value, torch.relu(b.value))
+
+
+def test_a_reference_calling_torch_on_a_bounded_is_a_spec_error_naming_the_operation():
+    from layers.specs import my_linear_spec
+    from properties.runner import spec_problem
+
+    spec = dataclasses.replace(my_linear_spec, name="TorchInReference", reference=lambda module, x: torch.relu(x))
+    problem = spec_problem(spec)
+    assert isinstance(problem, SpecError), problem
+    assert "field 'reference'" in str(problem) and "torch.relu was called on a tolerances.Bounded" in str(problem)
+    assert "use tol.relu" in str(problem)

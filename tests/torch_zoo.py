@@ -322,7 +322,7 @@ conv_transpose2d = LayerSpec(
 def _instance_norm_reference(m, x):
     unbatched = x.value.dim() == 3  # nn.InstanceNorm2d takes (C, H, W) as a batch of one
     w, b = (None if p is None else tol.exact(p) for p in (m.weight, m.bias))
-    out = tol.instance_norm(x.map(lambda t: t[None]) if unbatched else x, w, b, eps=m.eps)
+    out = tol.instance_norm(x.map(lambda t: t[None]) if unbatched else x, weight=w, bias=b, eps=m.eps)
     return out.map(lambda t: t[0]) if unbatched else out
 
 

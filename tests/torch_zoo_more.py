@@ -139,8 +139,8 @@ def _cell_args(**more):
 
 
 def _gates(m, x, h):  # linear_hh(h) + linear_ih(x), as torch's cells add them
-    return (tol.linear(h, tol.exact(m.weight_hh).mT, tol.exact(m.bias_hh))
-            + tol.linear(x, tol.exact(m.weight_ih).mT, tol.exact(m.bias_ih)))
+    return (tol.linear(h, tol.exact(m.weight_hh), tol.exact(m.bias_hh))
+            + tol.linear(x, tol.exact(m.weight_ih), tol.exact(m.bias_ih)))
 
 
 def _rnn_cell_reference(m, x, h):
@@ -149,8 +149,8 @@ def _rnn_cell_reference(m, x, h):
 
 def _gru_cell_reference(m, x, h):
     n = m.hidden_size
-    i = tol.linear(x, tol.exact(m.weight_ih).mT, tol.exact(m.bias_ih))
-    g = tol.linear(h, tol.exact(m.weight_hh).mT, tol.exact(m.bias_hh))
+    i = tol.linear(x, tol.exact(m.weight_ih), tol.exact(m.bias_ih))
+    g = tol.linear(h, tol.exact(m.weight_hh), tol.exact(m.bias_hh))
     reset = tol.sigmoid(g[..., :n] + i[..., :n])
     update = tol.sigmoid(g[..., n:2 * n] + i[..., n:2 * n])
     new = tol.tanh(i[..., 2 * n:] + g[..., 2 * n:] * reset)
@@ -557,7 +557,7 @@ def _weight_norm_linear(in_features, out_features, device=None, dtype=None):
 def _weight_norm_reference(m, x):
     g, v = (tol.exact(p) for p in (m.parametrizations.weight.original0, m.parametrizations.weight.original1))
     w = v * (g / tol.sqrt(tol.sum(v * v, -1, keepdim=True)))  # v * (g / ||v||), as torch._weight_norm on the CPU
-    return tol.linear(x, w.mT, tol.exact(m.bias))
+    return tol.linear(x, w, tol.exact(m.bias))
 
 
 _LINEAR_ARGS = st.fixed_dictionaries({"in_features": st.integers(1, 3), "out_features": st.integers(1, 3)})
@@ -590,7 +590,7 @@ def _spectral_norm_reference(m, x):
     w = tol.exact(m.parametrizations.weight.original)
     sn = m.parametrizations.weight[0]
     sigma = tol.matmul(tol.exact(sn._u), tol.matmul(w, tol.exact(sn._v)))
-    return tol.linear(x, (w / sigma).mT, tol.exact(m.bias))
+    return tol.linear(x, w / sigma, tol.exact(m.bias))
 
 
 # train mode runs one power iteration per call, updating the buffers _u and _v
@@ -640,8 +640,8 @@ def _mlp(in_features, hidden_features, out_features, device=None, dtype=None):
 
 
 def _mlp_reference(m, x):
-    hidden = tol.relu(tol.linear(x, tol.exact(m[0].weight).mT, tol.exact(m[0].bias)))
-    return tol.linear(hidden, tol.exact(m[2].weight).mT, tol.exact(m[2].bias))
+    hidden = tol.relu(tol.linear(x, tol.exact(m[0].weight), tol.exact(m[0].bias)))
+    return tol.linear(hidden, tol.exact(m[2].weight), tol.exact(m[2].bias))
 
 
 mlp = LayerSpec(

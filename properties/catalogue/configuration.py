@@ -56,7 +56,8 @@ def spec_is_usable(case: LayerCase) -> None:
         if tuple(expected.value.shape) != tuple(out.shape):
             raise SpecError(
                 f"LayerSpec {spec.name!r}, field 'reference' gives shape {tuple(expected.value.shape)} for an input "
-                f"of shape {tuple(x.shape)}, the layer {tuple(out.shape)}: the reference computes something else."
+                f"of shape {tuple(x.shape)} and constructor arguments {args}, where the layer gives "
+                f"{tuple(out.shape)}: the reference computes something else. Make it return the layer's output shape."
             )
     for name, make in spec.equivalents.items():
         twin = spec_call(spec, "equivalents", make, module)

@@ -8,6 +8,8 @@ import math
 import torch
 
 from properties.cases import LayerCase
+from properties.claims import no_claim
+from properties.distributions import IfPresent
 from properties.registry import layer_property
 from properties.spec import spec_call
 
@@ -36,13 +38,25 @@ def initialized_from_declared_distribution(case: LayerCase) -> None:
     or identity exactly."""
     __tracebackhide__ = True
     declared = case.spec.initialization(case.constructor_args)
+    module = case.build(device="cpu")
+    tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+    for name, distribution in list(declared.items()):
+        if isinstance(distribution, IfPresent):
+            if name in tensors:
+                declared[name] = distribution.distribution
+            else:
+                del declared[name]
+        else:
+            assert name in tensors, f"{case.spec.name}: parameter_init names {name!r}, which the layer does not have"
+    if not declared:
+        no_claim("initialized_from_declared_distribution: no declared parameter for these constructor arguments")
+        return
     exact = {name: d for name, d in declared.items() if hasattr(d, "expected")}
     pooled: dict[str, list[torch.Tensor]] = {name: [] for name in declared if name not in exact}
     for k in range(MAX_INSTANCES):
-        module = dataclasses.replace(case, module_seed=case.module_seed + k).build(device="cpu")
-        tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
-        for name in declared:
-            assert name in tensors, f"{case.spec.name}: parameter_init names {name!r}, which the layer does not have"
+        if k:
+            module = dataclasses.replace(case, module_seed=case.module_seed + k).build(device="cpu")
+            tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
         if k == 0:
             # A degenerate distribution is deterministic: one instance shows it, exactly.
             for name, distribution in exact.items():

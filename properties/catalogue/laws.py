@@ -17,8 +17,9 @@ import dataclasses
 import math
 
 import torch
-from hypothesis import event, strategies as st
+from hypothesis import strategies as st
 
+from properties.claims import no_claim
 from properties import tolerances
 from properties.cases import LayerCase
 from properties.catalogue._common import assert_identical, forward, reference
@@ -38,7 +39,7 @@ def _overflowed(law: str, *inputs: torch.Tensor) -> bool:
     it into NaN (a blocked bfloat16 conv2d multiplies it by zero): no claim then."""
     if all(bool(t.isfinite().all()) for t in inputs):
         return False
-    event(f"{law}: a transformed input overflowed the dtype")
+    no_claim(f"{law}: a transformed input overflowed the dtype")
     return True
 
 
@@ -102,7 +103,7 @@ def invariant_to_shift_and_scale(case: LayerCase, scale_and_shift: tuple[float, 
 def _dim_of(case: LayerCase, field: str, out: torch.Tensor) -> int | None:
     dim = getattr(case.spec, field)[0]
     if out.dim() == 0 or not -out.dim() <= dim < out.dim():
-        event(f"{field}: the output has no dim {dim}")
+        no_claim(f"{field}: the output has no dim {dim}")
         return None
     return dim % out.dim()
 
@@ -127,7 +128,7 @@ def rows_sum_to_one(case: LayerCase) -> None:
     out = computed.detach().to("cpu", torch.float64)
     n = out.shape[dim]
     if n == 0:
-        event("rows_sum_to_one: empty rows")
+        no_claim("rows_sum_to_one: empty rows")
         return
     # Each element is within SLACK * error of its exact value; the exact row sums to one.
     total = tolerances.Bounded(
@@ -150,7 +151,7 @@ def exp_rows_sum_to_one(case: LayerCase) -> None:
     if dim is None:
         return
     if out.shape[dim] == 0:
-        event("exp_rows_sum_to_one: empty rows")
+        no_claim("exp_rows_sum_to_one: empty rows")
         return
     # out_i = log p_i + d_i with |d_i| <= SLACK * e_i, so sum exp(out_i) = sum p_i exp(d_i)
     # is within the relative error r = sum p_i expm1(SLACK * e_i) of one: the
@@ -173,7 +174,7 @@ def causal_masking(case: LayerCase, position: int) -> None:
     out, ref = _outputs(case, module, x)
     dim = _dim_of(case, "causal_along", out)
     if dim is None or x.shape[dim] < 2:
-        event("causal_masking: fewer than two positions")
+        no_claim("causal_masking: fewer than two positions")
         return
     j = 1 + position % (x.shape[dim] - 1)
     later = torch.arange(x.shape[dim], device=x.device) >= j
@@ -200,7 +201,7 @@ def permutation_equivariant(case: LayerCase) -> None:
     out, ref = _outputs(case, module, x)
     dim = _dim_of(case, "permutation_equivariant_along", out)
     if dim is None or x.shape[dim] < 2:
-        event("permutation_equivariant: fewer than two positions")
+        no_claim("permutation_equivariant: fewer than two positions")
         return
     generator = torch.Generator().manual_seed(case.input_recipe.seed)
     order = torch.randperm(x.shape[dim], generator=generator)
@@ -321,7 +322,7 @@ def dropout_preserves_the_expectation(case: LayerCase) -> None:
     __tracebackhide__ = True
     module, x = case.build(), _nonzero_input(case)
     if x.numel() == 0:
-        event("dropout: empty input")
+        no_claim("dropout: empty input")
         return
     p = _drop_probability(case)
     x64 = x.detach().to("cpu", torch.float64)
