@@ -5,7 +5,7 @@ arguments, the input recipe and the module seed.  It builds the layer and
 runs it with torch's RNG seeded from the draw, so module initialization and
 random layers depend only on what Hypothesis drew.  ``properties.strategies``
 draws cases (``layer_cases``); this module does not import it: a case only
-asks its recipe to ``materialize()``.
+asks its recipe (``properties.recipes``) to ``materialize()``.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import contextlib
 import dataclasses
 import inspect
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.nn.parameter import is_lazy
 
-from properties.errors import SpecError
+from properties.errors import SpecError, field_error
+from properties.names import dtype_name
+from properties.recipes import IndexRecipe, TensorRecipe
 from properties.spec import LayerSpec, spec_call
-
-if TYPE_CHECKING:
-    from properties.strategies import IndexRecipe, TensorRecipe
 
 __all__ = ["LayerCase", "seeded"]
 
@@ -94,9 +93,11 @@ class LayerCase:
         maker = _Maker(self, x, float_dtype or self.dtype)
         made = spec_call(self.spec, "inputs", self.spec.inputs, self.constructor_args, x, maker)
         if not (isinstance(made, tuple) and len(made) == 2 and isinstance(made[1], Mapping)):
-            raise SpecError(
-                f"LayerSpec {self.spec.name!r}, field 'inputs' returned {type(made).__name__}; "
-                "it must return (args, kwargs), e.g. ((x, x, x), {'need_weights': False})."
+            raise field_error(
+                self.spec.name,
+                "inputs",
+                f"returned {type(made).__name__}; it must return (args, kwargs), e.g. ((x, x, x), {{'need_weights': False}})",
+                colon=False,
             )
         return tuple(made[0]), dict(made[1])
 
@@ -127,11 +128,13 @@ class LayerCase:
         """Call the spec's constructor with the drawn arguments, RNG seeded from the draw."""
 
         def refused(names: list[str]) -> SpecError:
-            return SpecError(
-                f"LayerSpec {self.spec.name!r}, field 'factory_kwargs': {_callable_name(self.spec.module)} takes no "
-                f"{'/'.join(f'{name}=' for name in names)} argument, and factory_kwargs=True (the default) passes it. "
+            return field_error(
+                self.spec.name,
+                "factory_kwargs",
+                f"{_callable_name(self.spec.module)} takes no {'/'.join(f'{name}=' for name in names)} argument, "
+                "and factory_kwargs=True (the default) passes it",
                 "Set factory_kwargs=False (the gate then builds the layer and moves it with .to()), "
-                "or give the constructor device= and dtype= arguments."
+                "or give the constructor device= and dtype= arguments.",
             )
 
         unknown = [name for name in factory_kwargs if not _accepts_keyword(self.spec.module, name)]
@@ -149,10 +152,7 @@ class LayerCase:
                     raise refused(named) from cause
                 raise
         if not isinstance(module, torch.nn.Module):
-            raise SpecError(
-                f"LayerSpec {self.spec.name!r}, field 'module': calling it returned {type(module).__name__}, "
-                "not an nn.Module."
-            )
+            raise field_error(self.spec.name, "module", f"calling it returned {type(module).__name__}, not an nn.Module")
         if any(is_lazy(t) for t in (*module.parameters(), *module.buffers())):
             self._initialize_lazy(module, factory_kwargs)
         return module
@@ -183,10 +183,12 @@ class LayerCase:
             problems.append(f"{constructor} requires {', '.join(map(repr, missing))}, which constructor_args does not give")
         if unknown:
             problems.append(f"constructor_args gives {', '.join(map(repr, unknown))}, which {constructor} does not take")
-        raise SpecError(
-            f"LayerSpec {self.spec.name!r}, field 'constructor_args': {'; '.join(problems) or f'{constructor}: {why}'} "
-            f"(it gives {dict(self.constructor_args)!r}; the layer is built as module(**constructor_args)). "
-            "Give constructor_args every argument the constructor requires, by name, and no other."
+        raise field_error(
+            self.spec.name,
+            "constructor_args",
+            f"{'; '.join(problems) or f'{constructor}: {why}'} (it gives {dict(self.constructor_args)!r}; "
+            "the layer is built as module(**constructor_args))",
+            "Give constructor_args every argument the constructor requires, by name, and no other.",
         ) from None
 
     def _initialize_lazy(self, module: torch.nn.Module, factory_kwargs: Mapping[str, Any]) -> None:
@@ -218,7 +220,7 @@ class LayerCase:
         printer.text(repr(self))
 
     def __repr__(self) -> str:
-        dtype = "" if self.layer_dtype is None else f", dtype={str(self.layer_dtype).removeprefix('torch.')}"
+        dtype = "" if self.layer_dtype is None else f", dtype={dtype_name(self.layer_dtype)}"
         return (
             f"LayerCase({self.spec.name}, constructor_args={dict(self.constructor_args)!r}, "
             f"input={self.input_recipe!r}{dtype}, module_seed={self.module_seed})"

@@ -11,10 +11,12 @@ import dataclasses
 
 from hypothesis.errors import InvalidArgument
 
+from properties.names import REGIMES
+
 __all__ = ["ALL_REGIMES", "ValueDomain"]
 
-# The value regimes of ``properties.strategies.tensors``.
-ALL_REGIMES = ("zeros", "constant", "ordinary", "tiny", "huge", "mixed")
+# The value regimes of ``properties.strategies.tensors`` (their names live in properties.names).
+ALL_REGIMES = REGIMES
 
 
 @dataclasses.dataclass(frozen=True)

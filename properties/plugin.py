@@ -33,8 +33,10 @@ from hypothesis.errors import DidNotReproduce
 
 from properties import database, registry
 from properties.errors import UNUSABLE, SpecError
+from properties.names import DEVICE_NAMES, DTYPE_NAMES
 from properties.profiles import profile_name
 from properties.report import CLAIMS_KEY, COVERAGE_KEY, KEY as REPORT_KEY, REPLAY_KEY, GateReport
+from properties.selection import Selection
 
 # -- Hypothesis profiles -------------------------------------------------------
 # dev: fast feedback while editing.  ci: deterministic (the same examples on
@@ -106,12 +108,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--dtypes",
         metavar="NAMES",
-        help="comma-separated dtypes to draw: float32,float64,float16,bfloat16 (default: all)",
+        help=f"comma-separated dtypes to draw: {','.join(DTYPE_NAMES)} (default: all)",
     )
     group.addoption(
         "--devices",
         metavar="NAMES",
-        help="comma-separated devices to draw: cpu,cuda,mps (default: all present)",
+        help=f"comma-separated devices to draw: {','.join(DEVICE_NAMES)} (default: all present)",
     )
     group.addoption(
         "--replay",
@@ -160,11 +162,8 @@ def _hide_gpus_unless_selected(selection: _Selection) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
-class _Selection:
+class _Selection(Selection):
     """What the command line selected; validated once, with errors that say what to change."""
-
-    def __init__(self, layers: list[str] | None, properties: list[str] | None, dtypes: Any, devices: Any):
-        self.layers, self.properties, self.dtypes, self.devices = layers, properties, dtypes, devices
 
     @classmethod
     def from_options(cls, config: pytest.Config) -> _Selection:
@@ -173,19 +172,13 @@ class _Selection:
             return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
         dtypes, devices = split("dtypes"), split("devices")
-        known_dtypes = ("float32", "float64", "float16", "bfloat16")
-        known_devices = ("cpu", "cuda", "mps")
-        for option, values, known in (("--dtypes", dtypes, known_dtypes), ("--devices", devices, known_devices)):
+        for option, values, known in (("--dtypes", dtypes, DTYPE_NAMES), ("--devices", devices, DEVICE_NAMES)):
             unknown = [v for v in values or () if v not in known]
             if unknown or values == []:
                 raise pytest.UsageError(f"{option}: unknown {unknown or 'empty value'}; choose from {', '.join(known)}.")
         return cls(split("layers"), split("properties"), dtypes, devices)
 
-    @staticmethod
-    def matches(name: str, patterns: list[str] | None) -> bool:
-        return patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-    def check_known(self, option: str, patterns: list[str] | None, names: list[str]) -> None:
+    def check_known(self, option: str, patterns: tuple[str, ...] | None, names: list[str]) -> None:
         for pattern in patterns or ():
             if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
                 raise pytest.UsageError(f"{option}: {pattern!r} matches nothing; known: {', '.join(names)}.")
@@ -445,12 +438,11 @@ def _check_something_runs(config: pytest.Config) -> None:
         return
     from properties import runner
 
-    _select(selection)
     specs = [s for s in registry.registered_layers() if selection.matches(s.name, selection.layers)]
     props = [p for p in runner.registered_properties() if selection.matches(p.name, selection.properties)]
     # A declared expected failure's test runs too (strict xfail): it checks something.
     reasons = [
-        runner.why_not_run(prop, spec, expected)
+        runner.why_not_run(prop, spec, expected, selection=selection)
         for prop in props
         for spec in specs
         for expected in (None, *spec.expected_failures_of(prop.name))
@@ -472,22 +464,13 @@ def _check_devices_present(config: pytest.Config) -> None:
     # and importing torch here would delay every worker's start by seconds.
     if devices is None or "cpu" in devices or not registry.anchors():
         return
-    from properties.strategies import available_devices
+    from properties.selection import available_devices
 
     present = list(available_devices())
     if not any(d in present for d in devices):
         raise pytest.UsageError(
             f"--devices={','.join(devices)}: nothing to check, this machine has {present}. Change --devices."
         )
-
-
-def _select(selection: _Selection) -> None:
-    from properties import runner
-
-    runner.select(
-        dtypes=None if selection.dtypes is None else [_dtype(d) for d in selection.dtypes],
-        devices=selection.devices,
-    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -504,7 +487,6 @@ class LayerGate(pytest.Module):
 
         _configure_torch_for_worker()
         selection = self.config.stash[SELECTION]
-        _select(selection)
         try:
             specs = registry.registered_layers(self.path.resolve())
         except SpecError as error:
@@ -520,7 +502,7 @@ class LayerGate(pytest.Module):
         # CONFIG; its other properties are not run (each would fail the same way).
         unusable = set()
         if any(p.name == runner.SPEC_CHECK for p in props):
-            unusable = {s.name for s in specs if runner.spec_problem(s) is not None}
+            unusable = {s.name for s in specs if runner.spec_problem(s, selection=selection) is not None}
         module = types.ModuleType(f"layer_gate[{self.path}]")
         module.__file__ = str(self.path)
         for prop in props:
@@ -529,47 +511,43 @@ class LayerGate(pytest.Module):
             self.config.addinivalue_line("markers", f"{prop.family}: property family {prop.family}")
             params = []
             for spec in specs:
-                reason = runner.why_not_run(prop, spec)
+                reason = runner.why_not_run(prop, spec, selection=selection)
                 if not reason and spec.name in unusable and prop.name != runner.SPEC_CHECK:
                     reason = f"{UNUSABLE} (see {runner.SPEC_CHECK}[{spec.name}])"
                 marks = [pytest.mark.skip(reason=reason)] if reason else []
                 params.append(pytest.param(spec, id=spec.name, marks=marks))
                 if spec.name not in unusable:
-                    params += _expected_failure_params(runner, prop, spec)
+                    params += _expected_failure_params(runner, prop, spec, selection)
 
-            test = _property_test(prop, params)
+            test = _property_test(prop, params, selection)
             setattr(module, f"test_{prop.name}", test)
         return module
 
 
-def _expected_failure_params(runner: Any, prop: Any, spec: Any) -> list[Any]:
+def _expected_failure_params(runner: Any, prop: Any, spec: Any, selection: Selection) -> list[Any]:
     """One strict-xfail test per expected failure ``spec`` declares for ``prop``: ``<layer>-xfail``."""
     declared = spec.expected_failures_of(prop.name)
     params = []
     for i, expected in enumerate(declared):
-        reason = runner.why_not_run(prop, spec, expected)
+        reason = runner.why_not_run(prop, spec, expected, selection=selection)
         mark = pytest.mark.skip(reason=reason) if reason else pytest.mark.xfail(reason=str(expected), strict=True)
         suffix = f"-xfail{i + 1}" if len(declared) > 1 else "-xfail"
         params.append(pytest.param(runner.ExpectedFailureRun(spec, expected), id=spec.name + suffix, marks=[mark]))
     return params
 
 
-def _property_test(prop: Any, params: list[Any]) -> Any:
+def _property_test(prop: Any, params: list[Any], selection: Selection) -> Any:
     """``test_<property>(layer)``: a Hypothesis test parametrized over the layers."""
     from properties.runner import property_test, scaled_settings  # lazy, for its cost alone (torch)
 
-    test = property_test(prop, settings=scaled_settings(prop) if prop.examples_scale != 1.0 else None)
+    test = property_test(
+        prop, settings=scaled_settings(prop) if prop.examples_scale != 1.0 else None, selection=selection
+    )
     test._layer_property = prop.name  # type: ignore[attr-defined]  (read by the report)
     test = pytest.mark.parametrize("layer", params)(test)
     if prop.warm_up:
         test = pytest.mark.xdist_group(prop.warm_up)(test)
     return getattr(pytest.mark, prop.family)(test)
-
-
-def _dtype(name: str) -> Any:
-    import torch
-
-    return getattr(torch, name)
 
 
 _torch_configured = False

@@ -23,6 +23,7 @@ from typing import Any
 
 from properties.domains import ALL_REGIMES, ValueDomain
 from properties.errors import SpecError
+from properties.names import dtype_name
 
 __all__ = [
     "LayerProperty",
@@ -191,13 +192,13 @@ class LayerProperty:
         if missing:
             return f"{spec.name} does not declare {', '.join(missing)}"
         if self.float_input and spec.input_dtype is not None:
-            return f"{spec.name} takes {str(spec.input_dtype).removeprefix('torch.')} inputs; {self.name} needs a float input"
+            return f"{spec.name} takes {dtype_name(spec.input_dtype)} inputs; {self.name} needs a float input"
         return None
 
 
 def layer_property(
     *,
-    family: str,
+    family: str | None = None,
     requires: Iterable[str] = (),
     dtypes: Iterable[Any] | None = None,
     regimes: Iterable[str] = ALL_REGIMES,
@@ -215,17 +216,26 @@ def layer_property(
     Its docstring's first paragraph, on one line, is its description (the
     docs' property table shows it).  ``regimes``,
     ``max_splices``, ``limit`` and ``sparse`` make its ``ValueDomain``.
+    ``family`` (the pytest marker, ``-m <family>``) defaults to the last part
+    of the check's module name: ``properties.catalogue.algebra`` gives
+    ``algebra``, a check in your own ``myproj/props.py`` gives ``props``.
     """
     requires = tuple(requires)
     try:
         values = ValueDomain(tuple(regimes), max_splices, limit, sparse)
     except Exception as error:
         raise SpecError(f"layer_property: {error}") from None
-    if not family.isidentifier():
+    if family is not None and not family.isidentifier():
         raise SpecError(f"layer_property family {family!r} must be usable as a marker name (an identifier).")
 
     def decorate(check: Callable[[Any], None]) -> Callable[[Any], None]:
         name = check.__name__
+        marker = family if family is not None else (check.__module__ or "").rpartition(".")[2]
+        if not marker.isidentifier():
+            raise SpecError(
+                f"property {name!r}: its default family, the last part of its module's name ({marker!r}), "
+                "is not usable as a marker name (an identifier); pass family='...' to layer_property."
+            )
         from properties.spec import LayerSpec  # for its cost alone (torch), as in _register_spec
 
         fields = {f.name for f in dataclasses.fields(LayerSpec)}
@@ -237,7 +247,7 @@ def layer_property(
         _properties[name] = LayerProperty(
             name=name,
             check=check,
-            family=family,
+            family=marker,
             requires=requires,
             dtypes=None if dtypes is None else tuple(dtypes),
             values=values,

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from properties.coverage import describe_coverage, merge_coverage, sorted_coverage
 from properties.errors import UNUSABLE
 
 KEY = "layer_gate"
@@ -34,63 +35,6 @@ SYMBOL = {
     "skipped": "skip",
     "xfail": "xfail",
 }
-
-
-def coverage_of(shape: tuple[int, ...], dtype: str, device: str, regime: str) -> dict[str, Any]:
-    """The input space of one drawn example, in a form that merges (``merge_coverage``)
-    and that xdist can carry in ``user_properties`` (plain lists and numbers)."""
-    elements = 1
-    for side in shape:
-        elements *= side
-    return {
-        "examples": 1,
-        "ranks": [len(shape)],
-        "largest_side": max(shape, default=0),
-        "largest_elements": elements,
-        "dtypes": [dtype],
-        "devices": [device],
-        "regimes": [regime],
-    }
-
-
-def merge_coverage(into: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
-    """The input space of both: example counts add, extremes take the larger, sets unite."""
-    if into is None:
-        return {k: list(v) if isinstance(v, list) else v for k, v in more.items()}
-    into["examples"] += more["examples"]
-    for key in ("largest_side", "largest_elements"):
-        into[key] = max(into[key], more[key])
-    for key in ("ranks", "dtypes", "devices", "regimes"):
-        into[key] = into[key] + [v for v in more[key] if v not in into[key]]
-    return into
-
-
-# Orders in which coverage lists read best (unknown values go last).
-_ORDER = {
-    "dtypes": ("float32", "float64", "float16", "bfloat16"),
-    "devices": ("cpu", "cuda", "mps"),
-    "regimes": ("zeros", "constant", "ordinary", "tiny", "huge", "mixed"),
-}
-
-
-def sorted_coverage(coverage: dict[str, Any]) -> dict[str, Any]:
-    """``coverage`` with its lists in reading order: ranks ascending, the others as ``_ORDER``."""
-    listed = {
-        key: sorted(coverage[key], key=lambda v, key=key: (_ORDER[key].index(v) if v in _ORDER[key] else 99, v))
-        for key in _ORDER
-    }
-    return {**coverage, "ranks": sorted(coverage["ranks"]), **listed}
-
-
-def describe_coverage(coverage: dict[str, Any]) -> str:
-    """One line: what the examples of a layer drew."""
-    listed = sorted_coverage(coverage)
-    ranks = listed["ranks"]
-    return (
-        f"{coverage['examples']} examples; ranks {ranks[0]}-{ranks[-1]}; largest side {coverage['largest_side']}; "
-        f"largest input {coverage['largest_elements']} elements; dtypes {', '.join(listed['dtypes'])}; "
-        f"devices {', '.join(listed['devices'])}; regimes {', '.join(listed['regimes'])}"
-    )
 
 
 def merge_claims(into: dict[str, Any], more: dict[str, Any]) -> None:

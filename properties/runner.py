@@ -5,14 +5,18 @@ Shared by the pytest plugin (one test per property x layer) and by
 the module that runs properties, so it imports the built-in catalogue (which
 registers them); ``registered_properties`` from here lists it and whatever
 else has been registered.  ``spec_call`` and ``profile_name`` are re-exported
-from ``properties.spec`` and ``properties.profiles``.
+from ``properties.spec`` and ``properties.profiles``.  What a run selected
+(``properties.selection.Selection``) is passed to each function that draws
+or decides what runs; by default everything.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
+import unittest
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from hypothesis import HealthCheck, Phase, find, given, settings as Settings, strategies as st
@@ -22,12 +26,14 @@ import properties.catalogue  # noqa: F401  (importing it registers the built-in 
 from properties import claims
 from properties.cases import LayerCase, seeded
 from properties.catalogue._common import computed_in_lower_precision
-from properties.errors import SpecError
+from properties.coverage import coverage_of, merge_coverage
+from properties.errors import SpecError, field_error
+from properties.names import dtype_name
 from properties.profiles import profile_name
 from properties.registry import LayerProperty, registered_properties
-from properties.report import coverage_of, merge_coverage
+from properties.selection import EVERYTHING, Selection, available_devices, run_pairs
 from properties.spec import ExpectedFailure, LayerSpec, spec_call
-from properties.strategies import available_devices, layer_cases
+from properties.strategies import layer_cases
 from properties.tolerances import ToleranceExceeded
 
 __all__ = [
@@ -39,7 +45,6 @@ __all__ = [
     "property_test",
     "registered_properties",
     "scaled_settings",
-    "select",
     "spec_call",
     "spec_problem",
     "take_claims",
@@ -49,16 +54,6 @@ __all__ = [
 
 # The property that checks the spec itself (see spec_problem).
 SPEC_CHECK = "spec_is_usable"
-
-# What the run selected (``--dtypes``/``--devices``); None means everything.
-_selected: dict[str, tuple[Any, ...] | None] = {"dtypes": None, "devices": None}
-
-
-def select(*, dtypes: Sequence[torch.dtype] | None = None, devices: Sequence[str] | None = None) -> None:
-    """Narrow every example of this process to these dtypes and devices."""
-    _selected["dtypes"] = None if dtypes is None else tuple(dtypes)
-    _selected["devices"] = None if devices is None else tuple(devices)
-
 
 @dataclasses.dataclass(frozen=True)
 class ExpectedFailureRun:
@@ -77,73 +72,38 @@ class ExpectedFailureRun:
         return self.spec.name
 
 
-def _run_pairs(prop: LayerProperty, spec: LayerSpec) -> list[tuple[torch.dtype, str]]:
-    """Every (dtype, device) ``prop`` may draw for ``spec`` in this run, on this machine."""
-    dtypes = [
-        d
-        for d in spec.dtypes
-        if (prop.dtypes is None or d in prop.dtypes) and (_selected["dtypes"] is None or d in _selected["dtypes"])
-    ]
-    devices = [
-        d
-        for d in available_devices()
-        if d in spec.devices and (_selected["devices"] is None or d in _selected["devices"])
-    ]
-    return [(dtype, device) for dtype in dtypes for device in devices]
+def cases_for(
+    prop: LayerProperty, spec: LayerSpec, expected: ExpectedFailure | None = None, *, selection: Selection = EVERYTHING
+) -> st.SearchStrategy[LayerCase]:
+    """The examples ``prop`` runs on ``spec``, within what the run selected."""
+    return layer_cases(spec, pairs=run_pairs(prop, spec, selection, expected), values=prop.values)
 
 
-def _pairs(prop: LayerProperty, spec: LayerSpec, expected: ExpectedFailure | None) -> list[tuple[Any, str]] | None:
-    """The (dtype, device) pairs to draw: around the declared expected failures, or only
-    those of ``expected``; None where nothing is declared (every pair, drawn as before)."""
-    if expected is not None:
-        return [pair for pair in _run_pairs(prop, spec) if expected.covers(*pair)]
-    declared = spec.expected_failures_of(prop.name)
-    if not declared:
-        return None
-    return [pair for pair in _run_pairs(prop, spec) if not any(e.covers(*pair) for e in declared)]
-
-
-def cases_for(prop: LayerProperty, spec: LayerSpec, expected: ExpectedFailure | None = None) -> st.SearchStrategy[LayerCase]:
-    """The examples ``prop`` runs on ``spec``, within what this run selected."""
-    only_dtypes = _selected["dtypes"]
-    if prop.dtypes is not None:
-        only_dtypes = [d for d in prop.dtypes if only_dtypes is None or d in only_dtypes]
-    return layer_cases(
-        spec,
-        only_dtypes=only_dtypes,
-        only_devices=_selected["devices"],
-        values=prop.values,
-        pairs=_pairs(prop, spec, expected),
-    )
-
-
-def why_not_run(prop: LayerProperty, spec: LayerSpec, expected: ExpectedFailure | None = None) -> str | None:
-    """Why ``prop`` cannot run on ``spec`` in this run (reported as the skip reason), or None.
+def why_not_run(
+    prop: LayerProperty, spec: LayerSpec, expected: ExpectedFailure | None = None, *, selection: Selection = EVERYTHING
+) -> str | None:
+    """Why ``prop`` cannot run on ``spec`` in a run that selected ``selection`` (reported as
+    the skip reason), or None.
 
     With ``expected``: why that expected failure's test cannot run here.
     """
     reason = prop.not_applicable_because(spec)
     if reason:
         return f"not applicable: {reason}"
-    wanted = [d for d in spec.dtypes if (prop.dtypes is None or d in prop.dtypes)]
-    selected = [d for d in wanted if _selected["dtypes"] is None or d in _selected["dtypes"]]
-    if not selected:
+    pairs = run_pairs(prop, spec, selection, expected)
+    if not pairs.dtypes:
         return (
             f"not run: {spec.name} (field 'dtypes') supports {_names(spec.dtypes)}; "
-            f"{prop.name} needs {_names(prop.dtypes or spec.dtypes)}, the run selected {_names(_selected['dtypes'])}"
+            f"{prop.name} needs {_names(prop.dtypes or spec.dtypes)}, the run selected {_names(selection.dtypes)}"
         )
-    present = [d for d in available_devices() if d in spec.devices]
-    if _selected["devices"] is not None:
-        present = [d for d in present if d in _selected["devices"]]
-    if not present:
+    if not pairs.devices:
         return (
             f"not run: {spec.name} (field 'devices') supports {list(spec.devices)}; this machine has "
-            f"{list(available_devices())}, the run selected {list(_selected['devices'] or ['all'])}"
+            f"{list(available_devices())}, the run selected {list(selection.devices or ['all'])}"
         )
-    pairs = _pairs(prop, spec, expected)
-    if pairs == [] and expected is None:
+    if pairs.only == () and expected is None:
         return f"not run: every dtype and device {prop.name} draws here is a declared expected failure of {spec.name}"
-    if pairs == []:
+    if pairs.only == ():
         return f"not run: {expected} (none of those dtypes and devices is drawn here)"
     return None
 
@@ -152,14 +112,17 @@ def check_expected_failures(spec: LayerSpec, known: Sequence[str]) -> None:
     """Every expected failure ``spec`` declares names a registered property."""
     unknown = sorted({e.property for e in spec.expected_failures} - set(known))
     if unknown:
-        raise SpecError(
-            f"LayerSpec {spec.name!r}, field 'expected_failures' names {unknown}, which are not properties "
-            f"(known: {', '.join(sorted(known))})."
+        raise field_error(
+            spec.name,
+            "expected_failures",
+            f"names {unknown}, which are not properties (known: {', '.join(sorted(known))})",
+            colon=False,
         )
 
 
-def _names(dtypes: Sequence[torch.dtype] | None) -> str:
-    return "all dtypes" if dtypes is None else ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+def _names(dtypes: Sequence[Any] | None) -> str:
+    """Dtypes (or their names) as a message lists them."""
+    return "all dtypes" if dtypes is None else ", ".join(dtype_name(d) for d in dtypes)
 
 
 # Examples spec_problem checks: the simplest can hide a fault (a reference of the wrong output
@@ -168,7 +131,7 @@ def _names(dtypes: Sequence[torch.dtype] | None) -> str:
 _EXAMPLES = 5
 
 
-def spec_problem(spec: LayerSpec) -> SpecError | None:
+def spec_problem(spec: LayerSpec, *, selection: Selection = EVERYTHING) -> SpecError | None:
     """The SpecError ``spec_is_usable`` raises on the spec's simplest example or on a few
     more, shrunk to the simplest that shows it; or None.
 
@@ -178,7 +141,7 @@ def spec_problem(spec: LayerSpec) -> SpecError | None:
     not the spec's problem; the properties report them.
     """
     prop = next(p for p in registered_properties() if p.name == SPEC_CHECK)
-    if why_not_run(prop, spec):
+    if why_not_run(prop, spec, selection=selection):
         return None
     settings = Settings(
         database=None, max_examples=_EXAMPLES, derandomize=True, phases=(Phase.generate, Phase.shrink),
@@ -186,7 +149,7 @@ def spec_problem(spec: LayerSpec) -> SpecError | None:
     )
     before = GlobalState.capture()
     try:
-        found = find(cases_for(prop, spec), lambda case: _spec_error(prop, case) is not None, settings=settings)
+        found = find(cases_for(prop, spec, selection=selection), lambda case: _spec_error(prop, case) is not None, settings=settings)
         return _spec_error(prop, found)
     except NoSuchExample:
         return None
@@ -210,7 +173,9 @@ def _spec_error(prop: LayerProperty, case: LayerCase) -> SpecError | None:
     return None
 
 
-def check_property_once(prop: LayerProperty, spec: LayerSpec | ExpectedFailureRun, data: st.DataObject) -> None:
+def check_property_once(
+    prop: LayerProperty, spec: LayerSpec | ExpectedFailureRun, data: st.DataObject, *, selection: Selection = EVERYTHING
+) -> None:
     """Draw one example of ``spec`` for ``prop`` and check it, isolating torch's global state.
 
     A failure's message starts with the property and the layer.  Whatever the
@@ -222,13 +187,11 @@ def check_property_once(prop: LayerProperty, spec: LayerSpec | ExpectedFailureRu
     __tracebackhide__ = True
     unavailable = _platform_unavailable(prop)
     if unavailable:
-        import pytest
-
-        pytest.skip(f"cannot run here: {unavailable}")
+        _skip(f"cannot run here: {unavailable}")
     expected = None
     if isinstance(spec, ExpectedFailureRun):  # only the dtypes and devices it declares
         spec, expected = spec.spec, spec.expected
-    case = data.draw(cases_for(prop, spec, expected), label="example")
+    case = data.draw(cases_for(prop, spec, expected, selection=selection), label="example")
     _record_coverage(prop, spec, case)
     extra = None if prop.extra is None else data.draw(prop.extra, label="extra")
     before = GlobalState.capture()
@@ -277,14 +240,14 @@ def _computed_in_lower_precision(case: LayerCase) -> str:
 
 
 # The input space each (layer, property) drew in this process, until the
-# pytest plugin takes it into the test's report (see report.coverage_of).
+# pytest plugin takes it into the test's report (see properties.coverage).
 _coverage: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def _record_coverage(prop: LayerProperty, spec: LayerSpec, case: LayerCase) -> None:
     recipe = case.input_recipe
     regime = getattr(recipe, "regime", "indices")  # an IndexRecipe (integer or bool input) has no value regime
-    drawn = coverage_of(recipe.shape, str(recipe.dtype).removeprefix("torch."), recipe.device, regime)
+    drawn = coverage_of(recipe.shape, dtype_name(recipe.dtype), recipe.device, regime)
     _coverage[(spec.name, prop.name)] = merge_coverage(_coverage.get((spec.name, prop.name)), drawn)
 
 
@@ -312,6 +275,15 @@ def take_claims(layer: str, prop: str) -> dict[str, Any] | None:
     """``{"examples", "claimed", "no_claim": {reason: count}}`` of ``prop`` on ``layer``
     since the last call (None if no example ran)."""
     return _claims.pop((layer, prop), None)
+
+
+def _skip(reason: str) -> NoReturn:
+    """Skip the running test: pytest's skip where pytest runs (the gate; check_layer called
+    from a test), else unittest's SkipTest: a caller outside pytest never loads pytest."""
+    pytest = sys.modules.get("pytest")
+    if pytest is not None:
+        pytest.skip(reason)
+    raise unittest.SkipTest(reason)
 
 
 _probed: dict[str, str | None] = {}
@@ -406,7 +378,7 @@ def check_layer(
             test.hypothesis.inner_test._hypothesis_internal_add_digest = f"{prop.name}[{spec.name}-xfail]".encode()
             try:
                 test(layer=ExpectedFailureRun(spec, expected))
-            except SpecError:
+            except (SpecError, unittest.SkipTest):
                 raise
             except Exception:
                 continue  # failed as declared: xfail
@@ -426,15 +398,20 @@ def scaled_settings(prop: LayerProperty, base: Settings | None = None) -> Settin
     return Settings(base, max_examples=max(2, int(base.max_examples * prop.examples_scale)))
 
 
-def property_test(prop: LayerProperty, *, settings: Settings | None = None) -> Callable[..., None]:
+def property_test(
+    prop: LayerProperty, *, settings: Settings | None = None, selection: Selection = EVERYTHING
+) -> Callable[..., None]:
     """``test_<property>(layer)``: a Hypothesis test of ``prop`` on the layer it is given.
 
     The pytest plugin parametrizes it over the registered layers; ``check_layer``
-    calls it on one spec.  ``settings`` (when given) is applied to it.
+    calls it on one spec.  ``settings`` (when given) is applied to it; its examples
+    stay within ``selection``.
     """
+    check_property_once = _checking(selection)
 
-    # The body's source is part of what seeds derandomized runs (Hypothesis'
-    # function digest): an expected-failure run is unwrapped in check_property_once.
+    # The body's source (and signature) is part of what seeds derandomized runs
+    # (Hypothesis' function digest), so it stays as it is: the selection comes in
+    # through the name it calls.  An expected-failure run is unwrapped in check_property_once.
     def test(layer: LayerSpec, data: st.DataObject) -> None:
         __tracebackhide__ = True
         check_property_once(prop, layer, data)
@@ -444,3 +421,14 @@ def property_test(prop: LayerProperty, *, settings: Settings | None = None) -> C
     test.__doc__ = prop.description
     test = given(data=st.data())(test)
     return test if settings is None else settings(test)
+
+
+def _checking(selection: Selection) -> Callable[..., None]:
+    """``check_property_once`` within ``selection``, looked up when called (benchmarks/gate.py
+    counts the examples that reach it by replacing it)."""
+
+    def check(prop: LayerProperty, layer: LayerSpec | ExpectedFailureRun, data: st.DataObject) -> None:
+        __tracebackhide__ = True
+        globals()["check_property_once"](prop, layer, data, selection=selection)
+
+    return check

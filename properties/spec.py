@@ -9,6 +9,7 @@ declare them gets that property reported as not applicable.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,41 +17,17 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from properties.errors import SpecError
+from properties.errors import SpecError, check_range, field_error
+from properties.expected import ExpectedFailure
+from properties.names import DEVICE_NAMES, DTYPE_NAMES
 
 __all__ = ["DEVICES", "ExpectedFailure", "FLOAT_DTYPES", "INDEX_DTYPES", "LayerSpec", "spec_call"]
 
-FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-DEVICES = ("cpu", "cuda", "mps")
+FLOAT_DTYPES = tuple(getattr(torch, name) for name in DTYPE_NAMES)
+DEVICES = DEVICE_NAMES
 INVARIANCES = ("shift", "scale")
 # Non-float inputs a spec may declare (``input_dtype``): indices and masks.
 INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ExpectedFailure:
-    """A property the layer is known to fail, where, and why (PyTorch's ``DecorateInfo``).
-
-    ``property``: its name; ``reason``: why, in words a reader can check (a
-    known kernel limitation, an open upstream issue); ``dtypes``/``devices``:
-    where (None: everywhere).  The gate draws the property's ordinary
-    examples outside these dtypes and devices, and runs a separate test on
-    them, reported as xfail when it fails and failing (strict) when it
-    passes: a fixed limitation does not stay declared.
-    """
-
-    property: str
-    reason: str
-    dtypes: tuple[torch.dtype, ...] | None = None
-    devices: tuple[str, ...] | None = None
-
-    def covers(self, dtype: torch.dtype, device: str) -> bool:
-        return (self.dtypes is None or dtype in self.dtypes) and (self.devices is None or device in self.devices)
-
-    def __str__(self) -> str:
-        where = [", ".join(str(d).removeprefix("torch.") for d in self.dtypes)] if self.dtypes else []
-        where += [", ".join(self.devices)] if self.devices else []
-        return f"{self.property} expected to fail{' on ' + ' / '.join(where) if where else ''}: {self.reason}"
 
 
 # eq=False: specs hold functions and dicts; two specs are the same only if they are one object.
@@ -264,8 +241,7 @@ class LayerSpec:
     dropout_mask_shared_along: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        def bad(field: str, problem: str, fix: str) -> SpecError:
-            return SpecError(f"LayerSpec {self.name!r}, field {field!r}: {problem}. {fix}")
+        bad = functools.partial(field_error, self.name)
 
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise SpecError(
@@ -288,14 +264,9 @@ class LayerSpec:
                     f"{value!r} is neither a shape nor a function",
                     "Pass a tuple of non-negative ints, or a function of the constructor arguments returning one.",
                 )
-        low_high = self.batch_dims
-        if not (
-            isinstance(low_high, tuple)
-            and len(low_high) == 2
-            and all(isinstance(v, int) for v in low_high)
-            and 0 <= low_high[0] <= low_high[1]
-        ):
-            raise bad("batch_dims", f"{low_high!r} is not (min, max) with 0 <= min <= max", "Pass e.g. (0, 3).")
+        problem = check_range(self.batch_dims, what=repr(self.batch_dims))
+        if problem:
+            raise bad("batch_dims", problem, "Pass e.g. (0, 3).")
         if not (isinstance(self.max_side, int) and self.max_side >= 1):
             raise bad("max_side", f"{self.max_side!r} is not a positive int", "Pass e.g. 4.")
         if not (isinstance(self.max_ladder_side, int) and self.max_ladder_side >= 0):
@@ -393,8 +364,9 @@ class LayerSpec:
                     f"dimension {dim!r} is not a batch dimension (batch_dims={self.batch_dims})",
                     "Key it by the batch dimension's position: 0 for the first.",
                 )
-            if not (isinstance(sides, tuple) and len(sides) == 2 and all(isinstance(v, int) for v in sides) and 0 <= sides[0] <= sides[1]):
-                raise bad("batch_sides", f"{sides!r} for dimension {dim} is not (min, max) with 0 <= min <= max", "Pass e.g. (2, 4).")
+            problem = check_range(sides, what=f"{sides!r} for dimension {dim}")
+            if problem:
+                raise bad("batch_sides", problem, "Pass e.g. (2, 4).")
             if dim < low_dims and sides[1] == 0 and not self.allows_empty:
                 raise bad("batch_sides", f"dimension {dim} is always present and may only have size 0, but allows_empty is False", "Allow a positive size.")
         if self.input_limit is not None and not (isinstance(self.input_limit, (int, float)) and self.input_limit > 0):
@@ -424,11 +396,9 @@ class LayerSpec:
         if callable(value):
             value = spec_call(self, "input_range", value, constructor_args)
         if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value) and value[0] < value[1]):
-            raise SpecError(
-                f"LayerSpec {self.name!r}, field 'input_range': {value!r} "
-                f"{'for constructor arguments ' + repr(dict(constructor_args)) + ' ' if callable(self.input_range) else ''}"
-                "is not (low, high) with low < high, so there is no valid input. Pass e.g. (0, num_embeddings)."
-            )
+            given = f"for constructor arguments {dict(constructor_args)!r} " if callable(self.input_range) else ""
+            problem = f"{value!r} {given}is not (low, high) with low < high, so there is no valid input"
+            raise field_error(self.name, "input_range", problem, "Pass e.g. (0, num_embeddings).")
         return value
 
     def initialization(self, constructor_args: Mapping[str, Any]) -> dict[str, Any]:
@@ -455,10 +425,8 @@ class LayerSpec:
         try:
             return output[self.output]
         except (IndexError, KeyError, TypeError) as error:
-            raise SpecError(
-                f"LayerSpec {self.name!r}, field 'output': {self.output!r} does not select from a "
-                f"{type(output).__name__} ({type(error).__name__}: {error}). Pass an index or key the layer returns."
-            ) from None
+            problem = f"{self.output!r} does not select from a {type(output).__name__} ({type(error).__name__}: {error})"
+            raise field_error(self.name, "output", problem, "Pass an index or key the layer returns.") from None
 
     def constructor_args_strategy(self) -> SearchStrategy[Mapping[str, Any]]:
         if isinstance(self.constructor_args, SearchStrategy):
@@ -483,15 +451,19 @@ class LayerSpec:
         try:
             shape = value(constructor_args)
         except Exception as error:
-            raise SpecError(
-                f"LayerSpec {self.name!r}, field {field!r} raised "
-                f"{type(error).__name__}: {error} for constructor arguments {dict(constructor_args)!r}. "
-                "Make it a function of the constructor arguments the spec draws."
+            raise field_error(
+                self.name,
+                field,
+                f"raised {type(error).__name__}: {error} for constructor arguments {dict(constructor_args)!r}",
+                "Make it a function of the constructor arguments the spec draws.",
+                colon=False,
             ) from error
         if not _is_shape(shape):
-            raise SpecError(
-                f"LayerSpec {self.name!r}, field {field!r} returned {shape!r} "
-                f"for constructor arguments {dict(constructor_args)!r}: expected a tuple of non-negative ints."
+            raise field_error(
+                self.name,
+                field,
+                f"returned {shape!r} for constructor arguments {dict(constructor_args)!r}: expected a tuple of non-negative ints",
+                colon=False,
             )
         return tuple(shape)
 
@@ -509,9 +481,12 @@ def spec_call(spec: LayerSpec, field: str, function: Callable[..., Any], *args: 
     except SpecError:
         raise
     except Exception as error:
-        raise SpecError(
-            f"LayerSpec {spec.name!r}, field {field!r} raised {type(error).__name__}: {error}. "
-            "This is a problem with the spec, not a verdict on the layer: fix the field."
+        raise field_error(
+            spec.name,
+            field,
+            f"raised {type(error).__name__}: {error}",
+            "This is a problem with the spec, not a verdict on the layer: fix the field.",
+            colon=False,
         ) from error
 
 

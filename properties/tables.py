@@ -16,6 +16,7 @@ from typing import Any
 
 from properties import catalogue  # noqa: F401  (importing registers the built-in properties)
 from properties import tolerances
+from properties.names import dtype_name
 from properties.registry import LayerProperty, registered_properties
 from properties.spec import LayerSpec
 
@@ -62,7 +63,7 @@ def property_families() -> str:
 
 
 def _runs_on(prop: LayerProperty) -> str:
-    dtypes = ", ".join(str(d).removeprefix("torch.") for d in prop.dtypes) + " only" if prop.dtypes else "the spec's dtypes"
+    dtypes = ", ".join(dtype_name(d) for d in prop.dtypes) + " only" if prop.dtypes else "the spec's dtypes"
     share = f"; {prop.examples_scale:g} × the profile's count" if prop.examples_scale != 1 else ""
     return dtypes + share
 

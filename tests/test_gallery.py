@@ -18,6 +18,9 @@ gallery spec must pass it all on torch's own modules.
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,7 +30,7 @@ from torch import nn
 from properties import LayerSpec, SpecError, check_layer, gallery, registered_properties
 from properties.cases import LayerCase
 from properties.catalogue import laws
-from properties.catalogue._common import reference
+from properties.authoring import reference
 from properties.runner import cases_for, why_not_run
 from properties.strategies import TensorRecipe
 
@@ -180,3 +183,25 @@ def test_a_law_makes_no_claim_where_its_own_input_overflows():
 
     law()
 
+
+_LAZY_SPECS = """
+import properties.gallery as gallery
+from properties import LayerSpec
+assert "TORCH_SPECS" not in vars(gallery), "importing the gallery built TORCH_SPECS"
+built = []
+build = gallery.torch_specs
+gallery.torch_specs = lambda: built.append(1) or build()
+first = gallery.TORCH_SPECS
+assert first and all(isinstance(s, LayerSpec) for s in first), first
+assert gallery.TORCH_SPECS is first and built == [1], built
+"""
+
+
+def test_torch_specs_are_built_on_first_use_not_at_import():
+    """Registering one family imports the gallery: that must not build all seventeen specs
+    (a fresh interpreter, since this one has built them for the tests above)."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", _LAZY_SPECS], cwd=root, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -4,7 +4,8 @@ makes them: cells, no-claim cells, whole reasons, replay commands, sorted covera
 import json
 from types import SimpleNamespace
 
-from properties.report import CLAIMS_KEY, COVERAGE_KEY, KEY, REPLAY_KEY, GateReport, coverage_of, merge_coverage
+from properties.coverage import coverage_of, merge_coverage
+from properties.report import CLAIMS_KEY, COVERAGE_KEY, KEY, REPLAY_KEY, GateReport
 
 LONG = "matches_reference failed on L: " + " ".join(f"word{i}" for i in range(120))
 

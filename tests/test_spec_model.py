@@ -14,7 +14,7 @@ from torch import nn
 from layers.known_bad import TextbookMyLinear
 from layers.specs import my_linear_spec
 from properties import LayerSpec, SpecError, check_layer, tolerances as tol
-from properties.catalogue._common import LayerRaised
+from properties.authoring import LayerRaised
 from properties.distributions import Eye, ones
 from properties.spec import ExpectedFailure
 from properties.strategies import layer_cases

@@ -11,9 +11,9 @@ from hypothesis import find, given, settings, strategies as st
 from hypothesis.errors import InvalidArgument
 
 from layers.specs import centered_spec, my_linear_spec
+from properties.recipes import exponent_range as _exponent_range
 from properties.spec import FLOAT_DTYPES
 from properties.strategies import (
-    _exponent_range,
     available_devices,
     devices,
     dtypes,
@@ -249,7 +249,8 @@ def test_sparse_tensors_keep_their_most_extreme_element(order):
 def test_a_tensor_costs_one_choice_on_most_draws_whatever_its_size():
     # The choices behind a recipe, counted with a stand-in for Hypothesis'
     # draw: the number, then one per spliced element; never the elements.
-    from properties.strategies import ValueDomain, _draw_recipe
+    from properties.encoding import draw_recipe as _draw_recipe
+    from properties.strategies import ValueDomain
 
     def choices(shape, number):
         count = []
@@ -304,3 +305,60 @@ def test_layer_cases_follow_the_spec():
 def test_modules_are_initialized_from_the_drawn_seed():
     case = find(layer_cases(my_linear_spec), lambda c: c.constructor_args["units"] > 1)
     assert torch.equal(case.build().weight, case.build().weight)
+
+
+def test_public_strategies_show_the_call_that_made_them():
+    assert repr(tensors(shape=(2, 3), dtype=torch.float32)) == "tensors(shape=(2, 3), dtype=torch.float32)"
+    assert repr(sides(max_side=8)) == "sides(max_side=8)"
+    assert repr(shapes(min_dims=1, max_dims=2)) == "shapes(min_dims=1, max_dims=2)"
+    assert repr(dtypes()) == "dtypes()"
+    assert repr(devices(allowed=("cpu",))) == "devices(allowed=('cpu',))"
+    assert repr(tensors(shape=shapes(max_dims=2))) == "tensors(shape=shapes(max_dims=2))"
+    assert repr(special_values(torch.float16)) == "special_values(torch.float16)"
+    assert repr(tensor_recipes(shape=(2,), dtype=torch.float64)) == "tensor_recipes(shape=(2,), dtype=torch.float64)"
+
+
+def _drawn(strategy, count=60):
+    """The first ``count`` values a derandomized test draws from ``strategy`` (the same
+    test source each time, so the same seed)."""
+    seen = []
+
+    @settings(max_examples=count, database=None, deadline=None, derandomize=True)
+    @given(strategy)
+    def collect(value):
+        seen.append(value.tolist() if isinstance(value, torch.Tensor) else value)
+
+    collect()
+    return seen
+
+
+@pytest.mark.parametrize(
+    "public, arguments",
+    [
+        (tensors, {"shape": shapes(max_dims=3), "dtype": dtypes()}),
+        (sides, {"max_side": 8}),
+        (shapes, {"min_dims": 1}),
+        (dtypes, {}),
+    ],
+    ids=["tensors", "sides", "shapes", "dtypes"],
+)
+def test_a_readable_repr_draws_exactly_what_the_strategy_it_wraps_draws(public, arguments):
+    # The repr comes from a wrapper Hypothesis draws through (same label, no span of
+    # its own): the same seed gives the same values as the bare strategy.
+    assert _drawn(public(**arguments)) == _drawn(public.__wrapped__(**arguments))
+
+
+def test_layer_cases_draw_only_the_pairs_they_are_given():
+    from properties.selection import Selection, run_pairs
+
+    only_float64 = run_pairs(None, my_linear_spec, Selection(dtypes=("float64",)))
+    assert only_float64.dtypes == (torch.float64,) and only_float64.only is None
+
+    @given(layer_cases(my_linear_spec, pairs=only_float64))
+    def check(case):
+        assert case.dtype == torch.float64 and case.device in available_devices()
+
+    check()
+    no_device = run_pairs(None, my_linear_spec, Selection(devices=("nope",)))
+    with pytest.raises(InvalidArgument, match="nothing to draw"):
+        find(layer_cases(my_linear_spec, pairs=no_device), lambda c: True)

@@ -14,7 +14,8 @@ from torch.func import functional_call
 
 from properties.claims import no_claim
 from properties.cases import LayerCase
-from properties.catalogue._common import call_backward, call_layer, computed_in_lower_precision
+from properties.authoring import call_backward, call_layer
+from properties.catalogue._common import computed_in_lower_precision
 from properties.registry import layer_property
 from properties.spec import spec_call
 
@@ -30,7 +31,7 @@ _SMOOTH = dict(regimes=("ordinary",), max_splices=0, limit=2.0**8, sparse=False)
 _GRADCHECK_EPS = 1e-6
 
 
-@layer_property(family="gradients", regimes=("zeros", "constant", "ordinary", "tiny"), limit="moderate")
+@layer_property(regimes=("zeros", "constant", "ordinary", "tiny"), limit="moderate")
 def gradient_flow(case: LayerCase) -> None:
     """After a backward pass every trainable parameter and the input have a gradient,
     present, and finite where the output is."""
@@ -80,7 +81,7 @@ def gradient_flow(case: LayerCase) -> None:
         raise AssertionError(f"{case.spec.name}: after backward, {'; '.join(problems)}.")
 
 
-@layer_property(family="gradients", dtypes=(torch.float64,), **_SMOOTH)
+@layer_property(dtypes=(torch.float64,), **_SMOOTH)
 def gradients_match_finite_differences(case: LayerCase) -> None:
     """torch.autograd.gradcheck in float64, for the input and every trainable parameter
     (catches a detached sub-expression that still lets some gradient through)."""
@@ -117,7 +118,7 @@ def gradients_match_finite_differences(case: LayerCase) -> None:
         ) from None
 
 
-@layer_property(family="gradients", requires=("supports_gradgrad",), dtypes=(torch.float64,), **_SMOOTH)
+@layer_property(requires=("supports_gradgrad",), dtypes=(torch.float64,), **_SMOOTH)
 def second_derivatives_match_finite_differences(case: LayerCase) -> None:
     """torch.autograd.gradgradcheck in float64, for the input and every trainable parameter
     (catches a backward that is right but not itself differentiable, e.g. a custom

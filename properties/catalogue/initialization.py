@@ -31,7 +31,7 @@ MAX_INSTANCES = 256
 
 # Initialization does not depend on the input: a quarter of the profile's examples
 # (each pooling hundreds of fresh instances) covers the constructor arguments.
-@layer_property(family="initialization", requires=("parameter_init",), dtypes=(torch.float32,), examples_scale=0.25)
+@layer_property(requires=("parameter_init",), dtypes=(torch.float32,), examples_scale=0.25)
 def initialized_from_declared_distribution(case: LayerCase) -> None:
     """Parameters are drawn from the declared distribution (a Kolmogorov-Smirnov test
     with a false-alarm rate of at most 1e-6 per check), or equal the declared constant

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from properties.claims import no_claim
 from properties import tolerances
 from properties.cases import LayerCase
-from properties.catalogue._common import assert_identical, forward, reference
+from properties.authoring import assert_identical, forward, reference
 from properties.registry import layer_property
 
 _U64 = 2.0**-53  # the float64 combination of outputs below rounds too
@@ -80,7 +80,6 @@ def _assert_combination(
 # transformed input stays representable unless the drawn one is already huge
 # (then the reference marks it, and no claim is made there).
 @layer_property(
-    family="laws",
     requires=("invariances", "reference"),
     extra=st.tuples(st.floats(1 / 16, 16), st.floats(-16, 16)),
 )
@@ -108,7 +107,7 @@ def _dim_of(case: LayerCase, field: str, out: torch.Tensor) -> int | None:
     return dim % out.dim()
 
 
-@layer_property(family="laws", requires=("sums_to_one", "reference"))
+@layer_property(requires=("sums_to_one", "reference"))
 def rows_sum_to_one(case: LayerCase) -> None:
     """Along the declared dim the output is a probability distribution: no element is
     negative, and each row sums to one within the bound of its elements."""
@@ -140,7 +139,7 @@ def rows_sum_to_one(case: LayerCase) -> None:
     tolerances.assert_within_bound(out.sum(dim), total, what=f"{case.spec.name}'s row sums along dim {dim}")
 
 
-@layer_property(family="laws", requires=("log_sums_to_one", "reference"))
+@layer_property(requires=("log_sums_to_one", "reference"))
 def exp_rows_sum_to_one(case: LayerCase) -> None:
     """Along the declared dim the output's exp sums to one (log-probabilities):
     logsumexp of each row is zero within the bound of its elements."""
@@ -165,7 +164,7 @@ def exp_rows_sum_to_one(case: LayerCase) -> None:
     )
 
 
-@layer_property(family="laws", requires=("causal_along", "reference"), extra=st.integers(0, 2**16))
+@layer_property(requires=("causal_along", "reference"), extra=st.integers(0, 2**16))
 def causal_masking(case: LayerCase, position: int) -> None:
     """Changing the input at positions j and later (along the declared dim) changes no
     output at a position i < j."""
@@ -193,7 +192,7 @@ def causal_masking(case: LayerCase, position: int) -> None:
     )
 
 
-@layer_property(family="laws", requires=("permutation_equivariant_along", "reference"))
+@layer_property(requires=("permutation_equivariant_along", "reference"))
 def permutation_equivariant(case: LayerCase) -> None:
     """Permuting the input along the declared dim permutes the output the same way."""
     __tracebackhide__ = True
@@ -215,7 +214,6 @@ def permutation_equivariant(case: LayerCase) -> None:
 
 
 @layer_property(
-    family="laws",
     requires=("linear_in_input", "reference"),
     extra=st.tuples(st.floats(-4, 4), st.floats(-4, 4)),
 )
@@ -287,7 +285,7 @@ def _nonzero_input(case: LayerCase) -> torch.Tensor:
     return torch.where(x == 0, torch.ones_like(x), x)
 
 
-@layer_property(family="laws", requires=("dropout_probability",))
+@layer_property(requires=("dropout_probability",))
 def same_seed_same_mask(case: LayerCase) -> None:
     """In train mode the same RNG seed gives the same output bit for bit, and (for
     0.1 <= p <= 0.9 and at least 64 elements) another seed a different mask."""
@@ -306,7 +304,7 @@ def same_seed_same_mask(case: LayerCase) -> None:
         )
 
 
-@layer_property(family="laws", requires=("dropout_probability",))
+@layer_property(requires=("dropout_probability",))
 def identity_in_eval_mode(case: LayerCase) -> None:
     """In eval mode the output is the input, bit for bit."""
     __tracebackhide__ = True
@@ -315,7 +313,7 @@ def identity_in_eval_mode(case: LayerCase) -> None:
     assert_identical(forward(case, module, x), x, what=f"{case.spec.name} in eval mode vs its input")
 
 
-@layer_property(family="laws", requires=("dropout_probability",), dtypes=(torch.float32, torch.float64))
+@layer_property(requires=("dropout_probability",), dtypes=(torch.float32, torch.float64))
 def dropout_preserves_the_expectation(case: LayerCase) -> None:
     """In train mode each element is kept with probability 1 - p (a Hoeffding test with a
     false-alarm rate of at most 1e-6) and scaled by exactly 1 / (1 - p), so E[f(x)] = x."""

@@ -9,11 +9,11 @@ import io
 import torch
 
 from properties.cases import LayerCase
-from properties.catalogue._common import assert_identical, forward
+from properties.authoring import assert_identical, forward
 from properties.registry import layer_property
 
 
-@layer_property(family="serialization")
+@layer_property()
 def survives_serialization(case: LayerCase) -> None:
     """A state_dict loaded into a fresh instance, a torch.save/torch.load round trip and
     copy.deepcopy all give the identical output."""

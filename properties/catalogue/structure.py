@@ -7,12 +7,12 @@ import torch
 
 from properties.claims import no_claim
 from properties.cases import LayerCase
-from properties.catalogue._common import LayerRaised, first_line, forward
+from properties.authoring import LayerRaised, first_line, forward
 from properties.registry import layer_property
 from properties.spec import SpecError, spec_call
 
 
-@layer_property(family="structure")
+@layer_property()
 def keeps_dtype_device_and_declared_shape(case: LayerCase) -> None:
     """The output has the input's dtype and device, and the shape the spec declares
     (the input's batch dimensions, then ``output_event_shape``)."""
@@ -43,7 +43,7 @@ def _constructed(case: LayerCase, device: str) -> torch.nn.Module:
         ) from error.__cause__
 
 
-@layer_property(family="structure")
+@layer_property()
 def runs_on_the_meta_device(case: LayerCase) -> None:
     """A forward on the meta device gives the same output shape and dtype without
     computing (catches tensors created on a fixed device, .item(), shape bugs, and
@@ -80,7 +80,7 @@ def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {**dict(module.named_parameters()), **dict(module.named_buffers())}
 
 
-@layer_property(family="structure", requires=("factory_kwargs",))
+@layer_property(requires=("factory_kwargs",))
 def honours_factory_kwargs(case: LayerCase) -> None:
     """Constructing with device=/dtype= gives the same parameters and buffers (names,
     shapes, dtypes, devices) as constructing and then calling .to(device, dtype),
@@ -101,7 +101,7 @@ def honours_factory_kwargs(case: LayerCase) -> None:
         )
 
 
-@layer_property(family="structure", dtypes=(torch.float32,))
+@layer_property(dtypes=(torch.float32,))
 def tensors_are_registered(case: LayerCase) -> None:
     """Every tensor the layer holds is a parameter or a buffer, so .to(), state_dict
     and optimizers see it; after .to(float64) a float64 input runs through."""
@@ -131,7 +131,7 @@ def tensors_are_registered(case: LayerCase) -> None:
     assert out.dtype == torch.float64, f"{case.spec.name}: after .to(torch.float64) the output is {out.dtype}"
 
 
-@layer_property(family="structure", requires=("parameter_shapes",), dtypes=(torch.float32,))
+@layer_property(requires=("parameter_shapes",), dtypes=(torch.float32,))
 def declares_its_parameters(case: LayerCase) -> None:
     """The trainable parameters are exactly the declared ones, with the declared
     shapes, and state_dict holds them."""

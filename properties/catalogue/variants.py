@@ -21,12 +21,12 @@ import pytest
 import torch
 
 from properties.cases import LayerCase
-from properties.catalogue._common import LayerRaised, assert_same_computation, comparable, exact_output, forward
+from properties.authoring import LayerRaised, assert_same_computation, comparable, exact_output, forward
 from properties.profiles import profile_name
 from properties.registry import layer_property
-from properties.strategies import available_devices
+from properties.selection import available_devices
 
-_VARIANT = dict(family="variants", examples_scale=0.1)
+_VARIANT = dict(examples_scale=0.1)
 
 # A variant that fails where eager mode works is a finding; a spec that knows
 # its layer cannot be scripted/traced/compiled says so, and this tells how.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from properties.cases import LayerCase
-from properties.catalogue._common import reference
+from properties.authoring import reference
 from properties.errors import SpecError
 from properties.registry import layer_property
 from properties.spec import spec_call
@@ -27,7 +27,7 @@ def typical_input(case: LayerCase) -> torch.Tensor:
     return case.input_recipe.typical(shape).materialize()
 
 
-@layer_property(family="spec", regimes=("ordinary",), max_splices=0)
+@layer_property(regimes=("ordinary",), max_splices=0)
 def spec_is_usable(case: LayerCase) -> None:
     """The spec builds the layer, describes inputs it accepts, and its reference,
     equivalents, relu_of and parameter_init fit the layer."""
