@@ -2,7 +2,7 @@
 2-d upsampling, 2-d and 3-d paddings, more convolutions and norms, embedding options, parametrized
 and composed modules, and the full nn.Transformer, each in a short spec, through every property
 that applies (torch's modules are correct by definition: a failure is the framework's false
-alarm, or a slip in the spec here). nn.MultiheadAttention is not repeated here: properties/gallery.py
+alarm, or a slip in the spec here). nn.MultiheadAttention is not repeated here: properties/gallery/
 (``multihead_attention``) and tests/test_torch_layer_specs.py specify it.
 
 Not collected by ``pytest`` (its name does not start with ``test_``). Run it by name, as
