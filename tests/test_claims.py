@@ -11,6 +11,7 @@ from torch import nn
 
 from properties import claims, gallery, tolerances as tol
 from properties.runner import check_layer
+from tests.test_gallery_readme import MY_LAYERS
 
 FEW = settings(max_examples=8, database=None, derandomize=True, deadline=None)
 
@@ -29,16 +30,10 @@ def test_a_ledger_records_a_withdrawal_and_a_vacant_comparison():
     claims.no_claim("outside a ledger: ignored")  # a property called directly records nothing
 
 
-class MyRMSNorm(nn.Module):
-    """The README's signature, without an ``elementwise_affine`` option."""
-
-    def __init__(self, dim, eps=1e-6):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+# The README's own RMSNorm (MyRMSNorm(dim, eps=1e-6), no elementwise_affine option), as written there.
+_readme_layers: dict = {}
+exec(MY_LAYERS, _readme_layers)
+MyRMSNorm = _readme_layers["MyRMSNorm"]
 
 
 class ZeroInitializedRMSNorm(MyRMSNorm):
